@@ -1,0 +1,66 @@
+# EchoForge: `make run` starts the stack on embedded defaults, `make test` runs every test.
+# Both install what they need on a fresh machine (Debian packages need root; see README).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+COQUI_VENV := .venv-coqui
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help run test test-fast lint system-deps venv venv-coqui migrate bench clean generate
+
+help:
+	@echo "make run      start ef_tts (Piper) and the backend at http://127.0.0.1:8000"
+	@echo "make test     install what the tests need and run them all"
+	@echo "make lint     ruff, mypy, hadolint, actionlint, zizmor, compose schema"
+	@echo "make bench    run the benchmarks under bench/"
+
+# Debian packages for the real servers the tests drive. Installed only when one is missing.
+system-deps: .stamp-system-deps
+.stamp-system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install:$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: backend/pyproject.toml tts/pyproject.toml monitoring/disk-exporter/pyproject.toml requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -e backend -e 'tts[piper]' -e monitoring/disk-exporter -r requirements-dev.txt
+	@touch $@
+
+# Coqui lives in its own environment: torch alone is several GB and the backend never imports it.
+venv-coqui: $(COQUI_VENV)/.installed
+$(COQUI_VENV)/.installed: tts/pyproject.toml
+	test -x $(COQUI_VENV)/bin/python || $(PYTHON) -m venv $(COQUI_VENV)
+	$(COQUI_VENV)/bin/pip install -q -e 'tts[coqui]'
+	@touch $@
+
+migrate: venv
+	$(VENV)/bin/ef-backend migrate
+
+run: venv
+	scripts/run-local.sh
+
+test: system-deps venv venv-coqui
+	$(PY) -m pytest
+
+# Everything but the Coqui environment; for a quick loop while developing.
+test-fast: system-deps venv
+	$(PY) -m pytest -m "not coqui"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check backend tts monitoring tests bench
+	$(VENV)/bin/mypy backend/ef_backend tts/ef_tts monitoring/disk-exporter/ef_disk_exporter
+
+bench: venv system-deps
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) $(COQUI_VENV) .stamp-* build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,2 @@
+"""EchoForge backend (ef_backend)."""
+__version__ = "0.1.0"

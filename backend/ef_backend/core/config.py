@@ -1,0 +1,174 @@
+"""Settings for ef_backend: environment variables with the prefix ``EF_`` and an optional ``.env``.
+
+Every field here is listed, with its default, in the README's settings table; a test keeps the
+two in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: The voice names OpenAI clients hard-code; each maps to a configured voice.
+OPENAI_VOICES: tuple[str, ...] = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "fable",
+    "onyx",
+    "nova",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+
+_PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "key", "apikey"}
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All runtime configuration of the backend; one instance per process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EF_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Network and process
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, description="uvicorn worker processes")
+    frontend_dir: Path = Path("frontend")
+    log_level: str = "INFO"
+
+    # Storage
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    cache_max_bytes: int = Field(default=1024**3, ge=0)
+
+    # Engine
+    tts_url: str = "http://127.0.0.1:5002"
+    tts_timeout_s: float = Field(default=60.0, gt=0)
+    tts_connect_timeout_s: float = Field(default=3.0, gt=0)
+    tts_concurrency: int = Field(default=2, ge=1)
+    default_voice: str = ""
+    voice_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
+    # Queue
+    queue_max: int = Field(default=100, ge=1)
+    sync_timeout_s: float = Field(default=60.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_lease_s: float = Field(default=30.0, gt=0)
+    job_retry_backoff_s: float = Field(default=0.5, ge=0)
+
+    # Input limits
+    max_text_chars: int = Field(default=5000, ge=1)
+    min_speed: float = Field(default=0.25, gt=0)
+    max_speed: float = Field(default=4.0, gt=0)
+
+    # Access
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    admin_cidrs: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+        default_factory=lambda: [
+            ipaddress.ip_network("127.0.0.1/32"),
+            ipaddress.ip_network("::1/128"),
+            ipaddress.ip_network("192.168.1.0/24"),
+        ]
+    )
+    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
+        Field(default_factory=list)
+    )
+    rate_limit: int = Field(default=120, ge=0, description="requests per minute per client; 0 = off")
+
+    # Build identity, set by the image build
+    version: str = "0.1.0"
+    commit: str = "unknown"
+
+    @field_validator("admin_cidrs", "trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        items = _split_csv(value)
+        if not isinstance(items, list):
+            return items
+        networks = []
+        for item in items:
+            if isinstance(item, str):
+                try:
+                    networks.append(ipaddress.ip_network(item, strict=False))
+                except ValueError as exc:
+                    raise ValueError(f"not a network address: {item!r} ({exc})") from None
+            else:
+                networks.append(item)
+        return networks
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        """``name:key,name2:key2``: names let logs and metrics say who called, never the key."""
+        if not isinstance(value, str):
+            return value
+        keys: dict[str, str] = {}
+        for item in _split_csv(value):  # type: ignore[union-attr]
+            name, sep, key = item.partition(":")
+            if not sep or not name or not key:
+                raise ValueError(f"EF_API_KEYS entry must be name:key, got {name!r}:<hidden>")
+            if key.lower() in _PLACEHOLDER_KEYS or len(key) < 8:
+                raise ValueError(f"EF_API_KEYS key for {name!r} is a placeholder or shorter than 8")
+            keys[key] = name
+        return keys
+
+    @field_validator("voice_map", mode="before")
+    @classmethod
+    def _parse_voice_map(cls, value: object) -> object:
+        """``alloy=joe,echo=other``: OpenAI voice name to engine voice."""
+        if not isinstance(value, str):
+            return value
+        mapping: dict[str, str] = {}
+        for item in _split_csv(value):  # type: ignore[union-attr]
+            name, sep, voice = item.partition("=")
+            if not sep or not name or not voice:
+                raise ValueError(f"EF_VOICE_MAP entry must be openai_name=voice, got {item!r}")
+            mapping[name.strip()] = voice.strip()
+        return mapping
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"EF_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+        return level
+
+    @model_validator(mode="after")
+    def _check_speeds(self) -> Settings:
+        if self.min_speed > self.max_speed:
+            raise ValueError("EF_MIN_SPEED must not exceed EF_MAX_SPEED")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL: ``EF_DATABASE_URL`` or SQLite in the data directory."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'db.sqlite').resolve()}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "audio-cache"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

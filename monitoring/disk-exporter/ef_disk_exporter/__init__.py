@@ -1,0 +1,1 @@
+"""EchoForge disk exporter."""

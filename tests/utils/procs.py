@@ -1,0 +1,136 @@
+"""Start real servers as subprocesses on loopback and wait until they answer.
+
+Every server-backed test uses these helpers, so that ports, logs and clean-up work the same way
+everywhere: a free port is picked, output goes to a log file under the test's tmp dir (shown
+when the server fails to start), and the process group is killed on exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+COQUI_BIN = REPO / ".venv-coqui" / "bin"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running subprocess and where it listens."""
+
+    name: str
+    args: list[str]
+    port: int
+    log_path: Path
+    env: dict[str, str]
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen[bytes] | None = None
+    _log: object = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Server:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = log
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        return self
+
+    def wait_ready(self, path: str = "/health/live", timeout: float = 60.0, status: int = 200) -> Server:
+        """Poll ``path`` until it returns ``status``; fail with the server's log if it never does."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                response = httpx.get(self.url + path, timeout=2.0)
+                if response.status_code == status:
+                    return self
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready at {path} after {timeout}s ({last}):\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except FileNotFoundError:
+            return ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the whole process group (uvicorn workers included) and reap it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM), then SIGKILL if it lingers."""
+        self.kill(signal.SIGTERM)
+        if self._log is not None:
+            self._log.close()  # type: ignore[attr-defined]
+            self._log = None
+
+
+def make_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The parent's environment without EF_/OTEL_ settings that could leak in, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EF_", "OTEL_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def start_server(
+    name: str,
+    args: Sequence[str],
+    *,
+    port: int,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+) -> Server:
+    """Start ``args`` as a server; call ``wait_ready`` on the result."""
+    server = Server(
+        name=name,
+        args=list(args),
+        port=port,
+        log_path=log_dir / f"{name}-{port}.log",
+        env=make_env(env),
+        host=host,
+    )
+    return server.start()
