@@ -29,16 +29,16 @@ system-deps: .stamp-system-deps
 	@touch $@
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: backend/pyproject.toml tts/pyproject.toml monitoring/disk-exporter/pyproject.toml requirements-dev.txt
+$(VENV)/.installed: common/pyproject.toml backend/pyproject.toml tts/pyproject.toml monitoring/disk-exporter/pyproject.toml requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e backend -e 'tts[piper]' -e monitoring/disk-exporter -r requirements-dev.txt
+	$(PIP) install -q -e common -e backend -e 'tts[piper]' -e monitoring/disk-exporter -r requirements-dev.txt
 	@touch $@
 
 # Coqui lives in its own environment: torch alone is several GB and the backend never imports it.
 venv-coqui: $(COQUI_VENV)/.installed
-$(COQUI_VENV)/.installed: tts/pyproject.toml
+$(COQUI_VENV)/.installed: common/pyproject.toml tts/pyproject.toml
 	test -x $(COQUI_VENV)/bin/python || $(PYTHON) -m venv $(COQUI_VENV)
-	$(COQUI_VENV)/bin/pip install -q -e 'tts[coqui]'
+	$(COQUI_VENV)/bin/pip install -q -e common -e 'tts[coqui]'
 	@touch $@
 
 migrate: venv
