@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.utils.procs import Server, free_port, start_server
+from tests.utils.procs import COQUI_BIN, REPO, Server, free_port, start_server
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +19,7 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def piper_tts(session_tmp: Path) -> Iterator[Server]:
-    """A real ef_tts with the Piper engine and the joe voice shipped on PyPI, shared by a session."""
+    """A real ef_tts with the Piper engine and the joe voice from PyPI, shared by a session."""
     port = free_port()
     server = start_server(
         "ef_tts-piper",
@@ -29,6 +30,87 @@ def piper_tts(session_tmp: Path) -> Iterator[Server]:
     )
     try:
         server.wait_ready("/health", timeout=120)
+        yield server
+    finally:
+        server.stop()
+
+
+# --- Coqui: a tiny random VITS model, served by our ef_tts and by the stock tts-server ---------
+
+
+def _coqui_python() -> str:
+    python = COQUI_BIN / "python"
+    if not python.exists():  # fail, never skip: `make test` builds .venv-coqui
+        raise RuntimeError(f"{python} is missing; run `make venv-coqui`")
+    return str(python)
+
+
+def _make_tiny_vits(out_dir: Path, speakers: str = "") -> Path:
+    args = [_coqui_python(), str(REPO / "tests" / "utils" / "tiny_vits.py"), str(out_dir)]
+    if speakers:
+        args += ["--speakers", speakers]
+    subprocess.run(args, check=True, cwd=REPO, capture_output=True, timeout=300)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_vits(session_tmp: Path) -> Path:
+    """A folder with ``model.pth`` + ``config.json`` of a tiny single-speaker VITS (noise)."""
+    return _make_tiny_vits(session_tmp / "tiny-vits")
+
+
+@pytest.fixture(scope="session")
+def tiny_vits_speakers(session_tmp: Path) -> Path:
+    """The same tiny VITS with two speakers, ``alice`` and ``bob`` (plus ``speakers.json``)."""
+    return _make_tiny_vits(session_tmp / "tiny-vits-speakers", "alice,bob")
+
+
+@pytest.fixture(scope="session")
+def coqui_tts(session_tmp: Path, tiny_vits: Path) -> Iterator[Server]:
+    """Our ef_tts with the Coqui engine on the tiny VITS, from the Coqui environment."""
+    port = free_port()
+    server = start_server(
+        "ef_tts-coqui",
+        [_coqui_python(), "-m", "ef_tts"],
+        port=port,
+        log_dir=session_tmp / "logs",
+        env={
+            "EF_TTS_ENGINE": "coqui",
+            "EF_TTS_HOST": "127.0.0.1",
+            "EF_TTS_PORT": str(port),
+            "EF_TTS_MODEL_PATH": str(tiny_vits / "model.pth"),
+            "EF_TTS_CONFIG_PATH": str(tiny_vits / "config.json"),
+        },
+    )
+    try:
+        server.wait_ready("/health", timeout=180)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def stock_tts_server(session_tmp: Path, tiny_vits: Path) -> Iterator[Server]:
+    """The stock ``tts-server`` of coqui-tts on the tiny VITS (bound to loopback, see wrapper)."""
+    port = free_port()
+    server = start_server(
+        "stock-tts-server",
+        [
+            _coqui_python(),
+            str(REPO / "tests" / "utils" / "stock_tts_server.py"),
+            "--model_path",
+            str(tiny_vits / "model.pth"),
+            "--config_path",
+            str(tiny_vits / "config.json"),
+            "--port",
+            str(port),
+            "--show_details",
+        ],
+        port=port,
+        log_dir=session_tmp / "logs",
+    )
+    try:
+        server.wait_ready("/details", timeout=180)
         yield server
     finally:
         server.stop()

@@ -1,2 +1,3 @@
 """EchoForge speech engine service (ef_tts)."""
+
 __version__ = "0.1.0"
