@@ -1,1 +1,9 @@
-"""Shared by ef_backend and ef_tts: logging and tracing set-up, so both services look alike."""
+"""Shared by ef_backend and ef_tts, so that both services log, trace and answer alike.
+
+- :mod:`ef_common.logging`: JSON logs on stdout (``configure_logging``, ``uvicorn_log_config``).
+- :mod:`ef_common.context`: the request id and caller of the request being handled.
+- :mod:`ef_common.asgi`: the request middleware (request id, access log, metrics hook) and the
+  request span.
+- :mod:`ef_common.tracing`: OpenTelemetry from the standard ``OTEL_*`` variables
+  (``instrument_app``).
+"""

@@ -3,11 +3,17 @@
 The names are the contract that `alerts/`, `dashboards/` and `docs/metrics.md` are built on:
 rename nothing here without changing those too (tests compare them with the live /metrics).
 Labels take values only from bounded sets (route templates, fixed outcome and reason names).
+Latency histograms are ``TracedHistogram``s: an observation made inside a sampled span carries
+its trace id as an exemplar, shown when Prometheus scrapes OpenMetrics.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from opentelemetry import trace
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# The `_created` series double the series count and nothing here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: HTTP from 5 ms: most API calls are cheap; synthesis requests can take tens of seconds.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -21,38 +27,63 @@ DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 JOB_OUTCOMES = ("succeeded", "failed", "cancelled", "retried")
 FAILURE_REASONS = ("timeout", "engine_error", "unreachable", "rejected")
 CACHE_RESULTS = ("hit", "miss")
+#: What core/db.py labels each statement with.
+DB_OPERATIONS = ("select", "insert", "update", "delete", "other")
+
+
+def trace_exemplar() -> dict[str, str] | None:
+    """``{"trace_id": ...}`` of the current span when it is sampled, else None."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid and ctx.trace_flags.sampled:
+        return {"trace_id": format(ctx.trace_id, "032x")}
+    return None
+
+
+class TracedHistogram(Histogram):
+    """A histogram whose observations link to the trace they were made in (an exemplar)."""
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        super().observe(amount, exemplar if exemplar is not None else trace_exemplar())
+
 
 # HTTP (RED)
+# One process records these in observability/http_metrics.py (lock-free, same names and help);
+# these objects, registered nowhere, are used only in multiprocess mode, where they write the
+# files that every scrape sums.
+HTTP_REQUESTS_HELP = "HTTP requests answered, by route template and status."
+HTTP_DURATION_HELP = "Time to answer an HTTP request (first byte in to last byte out)."
+HTTP_IN_PROGRESS_HELP = "HTTP requests being answered."
 http_requests_total = Counter(
-    "ef_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
+    "ef_http_requests_total", HTTP_REQUESTS_HELP, ["method", "route", "status"], registry=None
 )
-http_request_duration_seconds = Histogram(
+http_request_duration_seconds = TracedHistogram(
     "ef_http_request_duration_seconds",
-    "Time to answer an HTTP request.",
+    HTTP_DURATION_HELP,
     ["method", "route"],
     buckets=HTTP_BUCKETS,
+    registry=None,
 )
 http_requests_in_progress = Gauge(
-    "ef_http_requests_in_progress", "HTTP requests being answered.", multiprocess_mode="livesum"
+    "ef_http_requests_in_progress",
+    HTTP_IN_PROGRESS_HELP,
+    multiprocess_mode="livesum",
+    registry=None,
 )
 
 # Speech
-tts_request_duration_seconds = Histogram(
+tts_request_duration_seconds = TracedHistogram(
     "ef_tts_request_duration_seconds",
     "End-to-end time of a speech request, by whether the audio came from the cache.",
     ["cache"],
     buckets=SYNTHESIS_BUCKETS,
 )
-tts_synthesis_duration_seconds = Histogram(
+tts_synthesis_duration_seconds = TracedHistogram(
     "ef_tts_synthesis_duration_seconds",
     "Time of one engine call as the backend sees it.",
     ["engine", "voice"],
     buckets=SYNTHESIS_BUCKETS,
 )
-tts_queue_depth = Gauge(
-    "ef_tts_queue_depth", "Jobs waiting in the queue.", multiprocess_mode="mostrecent"
-)
-tts_queue_wait_seconds = Histogram(
+tts_queue_wait_seconds = TracedHistogram(
     "ef_tts_queue_wait_seconds",
     "Time a job waited in the queue before a worker claimed it.",
     buckets=QUEUE_WAIT_BUCKETS,
@@ -61,9 +92,7 @@ tts_jobs_in_progress = Gauge(
     "ef_tts_jobs_in_progress", "Jobs being synthesised now.", multiprocess_mode="livesum"
 )
 tts_jobs_total = Counter("ef_tts_jobs_total", "Jobs finished, by outcome.", ["outcome"])
-tts_failures_total = Counter(
-    "ef_tts_failures_total", "Failed engine calls, by reason.", ["reason"]
-)
+tts_failures_total = Counter("ef_tts_failures_total", "Failed engine calls, by reason.", ["reason"])
 tts_audio_seconds_total = Counter(
     "ef_tts_audio_seconds_total", "Seconds of audio synthesised by the engine."
 )
@@ -72,7 +101,7 @@ tts_engine_up = Gauge(
     "1 if the last engine probe succeeded, else 0.",
     multiprocess_mode="mostrecent",
 )
-tts_first_audio_seconds = Histogram(
+tts_first_audio_seconds = TracedHistogram(
     "ef_tts_first_audio_seconds",
     "Time to the first audio byte of a streamed or sentence-split request.",
     buckets=SYNTHESIS_BUCKETS,
@@ -85,37 +114,57 @@ audio_cache_requests_total = Counter(
 audio_cache_evictions_total = Counter(
     "ef_audio_cache_evictions_total", "Audio cache entries evicted to stay under the size cap."
 )
-# ef_audio_cache_size_bytes, ef_audio_cache_entries, ef_db_size_bytes, ef_db_up and
-# ef_tts_queue_depth are read at scrape time by the collector in observability/collector.py.
+# Read at scrape time by observability/collector.py (from the database and file sizes, so they
+# are right whichever process or worker changed them; do not declare them here):
+# ef_audio_cache_size_bytes, ef_audio_cache_entries, ef_audio_cache_max_bytes, ef_db_size_bytes,
+# ef_db_up, ef_tts_queue_depth, ef_tts_queue_max, ef_tts_queue_oldest_age_seconds, ef_build_info.
 
 # Database
-db_query_duration_seconds = Histogram(
+db_query_duration_seconds = TracedHistogram(
     "ef_db_query_duration_seconds",
     "Time of a database operation.",
     ["operation"],
     buckets=DB_BUCKETS,
 )
 
-build_info = Info("ef_build", "Version and commit of the running backend.")
+
+def init_label_values() -> None:
+    """Create the series of every bounded label value at start-up.
+
+    Dashboards and alerts then see zeros instead of missing series (``rate()`` of a counter
+    that appears at its first increment misses that increment).
+    """
+    for outcome in JOB_OUTCOMES:
+        tts_jobs_total.labels(outcome)
+    for reason in FAILURE_REASONS:
+        tts_failures_total.labels(reason)
+    for result in CACHE_RESULTS:
+        audio_cache_requests_total.labels(result)
+        tts_request_duration_seconds.labels(result)
+    for operation in DB_OPERATIONS:
+        db_query_duration_seconds.labels(operation)
+
 
 __all__ = [
     "CACHE_RESULTS",
+    "DB_OPERATIONS",
     "FAILURE_REASONS",
     "JOB_OUTCOMES",
+    "TracedHistogram",
     "audio_cache_evictions_total",
     "audio_cache_requests_total",
-    "build_info",
     "db_query_duration_seconds",
     "http_request_duration_seconds",
     "http_requests_in_progress",
     "http_requests_total",
+    "init_label_values",
+    "trace_exemplar",
     "tts_audio_seconds_total",
     "tts_engine_up",
     "tts_failures_total",
     "tts_first_audio_seconds",
     "tts_jobs_in_progress",
     "tts_jobs_total",
-    "tts_queue_depth",
     "tts_queue_wait_seconds",
     "tts_request_duration_seconds",
     "tts_synthesis_duration_seconds",

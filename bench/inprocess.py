@@ -1,0 +1,82 @@
+"""CPU time per request of one configuration, driving the ASGI app in-process.
+
+No sockets and no HTTP parser: the app of ``bench/apps.py`` (``BENCH_CONFIG``) is called with
+ready-made ASGI messages, and the process CPU time (all threads, so the span exporter's too) is
+divided by the number of requests. This isolates what the instrumentation adds per request far
+more steadily than a load test on a shared machine; ``bench/run.py`` reports both.
+
+    BENCH_CONFIG=metrics python bench/inprocess.py --requests 20000 --out result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.apps import create  # noqa: E402
+
+SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.4"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/health/live",
+    "raw_path": b"/health/live",
+    "query_string": b"",
+    "root_path": "",
+    "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+    "state": {},
+}
+
+
+async def _drive(app: Any, requests: int) -> float:
+    """CPU microseconds per request over ``requests`` calls."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    started = time.process_time()
+    for _ in range(requests):
+        await app(dict(SCOPE), receive, send)
+    used = time.process_time() - started
+    if set(statuses) != {200}:
+        raise RuntimeError(f"unexpected statuses {sorted(set(statuses))}")
+    return used / requests * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    app = create()
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_drive(app, 2000))  # warm caches and label children
+        runs = [loop.run_until_complete(_drive(app, args.requests)) for _ in range(args.repeats)]
+    finally:
+        loop.close()
+    args.out.write_text(json.dumps({"cpu_us": statistics.median(runs), "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Request id, access log and HTTP metrics hook in one pure ASGI middleware.
+
+Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: no extra task and no body wrapping per
+request, which keeps the cost of always-on instrumentation to a few microseconds (see
+``docs/performance.md``). Both services use it; the backend passes an observer that records the
+``ef_http_*`` metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ef_common.context import (
+    current_request,
+    new_request_id,
+    reset_request,
+    start_request,
+    valid_request_id,
+)
+from ef_common.logging import ACCESS_LOGGER, log_access
+
+__all__ = [
+    "KNOWN_METHODS",
+    "UNMATCHED_ROUTE",
+    "HttpObserver",
+    "RequestContextMiddleware",
+    "ServerSpanMiddleware",
+    "route_template",
+]
+
+#: The ``route`` label of every request no route matched (404s of unknown paths).
+UNMATCHED_ROUTE = "<unmatched>"
+#: Methods kept as they are in labels; anything else becomes ``OTHER``.
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
+
+_REQUEST_ID_HEADER = b"x-request-id"
+_access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+class HttpObserver(Protocol):
+    """Receives every HTTP request's outcome (the backend records Prometheus metrics)."""
+
+    def request_started(self) -> None: ...
+
+    def request_finished(self, method: str, route: str, status: int, duration_s: float) -> None: ...
+
+
+def _remember(owner: Any, attribute: str, value: Any) -> None:
+    # Cached on the route object itself (routes define __eq__, so they cannot be dict keys,
+    # and ids are reused once an app is gone).
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(owner, attribute, value)
+
+
+def route_template(scope: Scope, root_path: str = "", status: int = 200) -> str:
+    """The route template that answered (``/api/v1/jobs/{job_id}``), never the raw path.
+
+    A mounted app (the static frontend) gives its mount's template (``/{path}``). Unknown
+    paths, redirects of unknown paths and 404s from a catch-all mount all map to
+    :data:`UNMATCHED_ROUTE`, so clients cannot grow label cardinality.
+    """
+    route = scope.get("route")
+    if route is None:
+        endpoint = scope.get("endpoint")
+        if endpoint is None or status == 404:
+            return UNMATCHED_ROUTE
+        mounted: str | None = getattr(endpoint, "_ef_mount_template", None)
+        if mounted is None:
+            mounted = _mount_template(scope.get("app"), endpoint)
+            _remember(endpoint, "_ef_mount_template", mounted)
+        return mounted
+    prefix = scope.get("root_path", "")[len(root_path) :]
+    templates: dict[str, str] | None = getattr(route, "_ef_templates", None)
+    if templates is None:
+        templates = {}
+        _remember(route, "_ef_templates", templates)
+    template = templates.get(prefix)
+    if template is None:
+        path_format = getattr(route, "path_format", None)
+        if not isinstance(path_format, str):
+            return UNMATCHED_ROUTE
+        if hasattr(route, "routes") or (hasattr(route, "app") and not hasattr(route, "endpoint")):
+            # A mount answered itself: its own path_format is already absolute.
+            template = path_format
+        else:
+            template = prefix + path_format
+        templates[prefix] = template
+    if status == 404 and not hasattr(route, "endpoint"):
+        return UNMATCHED_ROUTE
+    return template
+
+
+def _mount_template(app: Any, endpoint: Any) -> str:
+    """The template of the mount (of ``app``) that serves ``endpoint``, e.g. ``/{path}``."""
+    for candidate in getattr(app, "routes", ()):
+        if getattr(candidate, "app", None) is endpoint:
+            path_format = getattr(candidate, "path_format", None)
+            if isinstance(path_format, str):
+                return path_format
+    return UNMATCHED_ROUTE
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class RequestContextMiddleware:
+    """Sets the request id, echoes it as ``X-Request-ID``, writes the access log, feeds metrics.
+
+    A client's ``X-Request-ID`` is kept when it is short and printable, otherwise replaced by a
+    fresh one (the response always says which id the logs use). ``client_ip`` resolves the
+    address the access log shows (default: the TCP peer) unless the app already called
+    :func:`ef_common.context.bind_client`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        observer: HttpObserver | None = None,
+        access_log: bool = True,
+        client_ip: Callable[[Scope], str | None] | None = None,
+    ) -> None:
+        self.app = app
+        self.observer = observer
+        self.access_log = access_log
+        self.client_ip = client_ip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        incoming = _header(scope, _REQUEST_ID_HEADER)
+        rid = None
+        if incoming is not None:
+            candidate = incoming.decode("latin-1")
+            if valid_request_id(candidate):
+                rid = candidate
+        if rid is None:
+            rid = new_request_id()
+        rid_header = (_REQUEST_ID_HEADER, rid.encode("latin-1"))
+        token = start_request(rid)
+        root_path = scope.get("root_path", "")
+        status = 500
+        observer = self.observer
+        if observer is not None:
+            observer.request_started()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.get("headers")
+                message["headers"] = [*headers, rid_header] if headers else [rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            duration = time.perf_counter() - start
+            method = scope["method"]
+            if method not in KNOWN_METHODS:
+                method = "OTHER"
+            route = route_template(scope, root_path, status)
+            if observer is not None:
+                observer.request_finished(method, route, status, duration)
+            if self.access_log and _access_log.isEnabledFor(logging.INFO):
+                self._log_access(scope, method, route, status, duration)
+            reset_request(token)
+
+    def _log_access(
+        self, scope: Scope, method: str, route: str, status: int, duration: float
+    ) -> None:
+        ctx = current_request()
+        client_ip = ctx.client_ip if ctx is not None else None
+        if client_ip is None:
+            client_ip = self._client_ip(scope)
+        client = ctx.client_name if ctx is not None else None
+        log_access(method, route, scope["path"], status, duration, client_ip, client)
+
+    def _client_ip(self, scope: Scope) -> str | None:
+        if self.client_ip is not None:
+            return self.client_ip(scope)
+        client = scope.get("client")
+        return str(client[0]) if client else None
+
+
+class ServerSpanMiddleware:
+    """One OpenTelemetry server span per HTTP request, continuing the caller's trace.
+
+    Lean on purpose: the span is named ``{method} {route}`` and carries the stable HTTP
+    semantic-convention attributes (``http.request.method``, ``http.route``,
+    ``http.response.status_code``, ``url.path``, ``url.scheme``); the query string is not
+    recorded (ef_tts takes the spoken text there). 5xx responses and exceptions mark it as an
+    error. It must be outside :class:`RequestContextMiddleware` so logs see the span.
+    """
+
+    def __init__(self, app: ASGIApp, *, tracer_provider: Any) -> None:
+        self.app = app
+        self._tracer = tracer_provider.get_tracer("ef_common.asgi")
+        self._propagator = propagate.get_global_textmap()
+        self._fields = frozenset(f.encode() for f in self._propagator.fields)
+        self._attach = otel_context.attach
+        self._detach = otel_context.detach
+        self._set_span = trace.set_span_in_context
+        self._server = trace.SpanKind.SERVER
+        self._error = trace.StatusCode.ERROR
+        self._empty = Context()  # no traceparent: a new trace, whatever the caller's context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        carrier: dict[str, str] | None = None
+        for key, value in scope["headers"]:
+            if key in self._fields:
+                if carrier is None:
+                    carrier = {}
+                carrier[key.decode("latin-1")] = bytes(value).decode("latin-1")
+        parent = self._propagator.extract(carrier) if carrier else self._empty
+        method = scope["method"]
+        if method not in KNOWN_METHODS:
+            method = "_OTHER"
+        span = self._tracer.start_span(
+            method,
+            context=parent,
+            kind=self._server,
+            attributes={
+                "http.request.method": method,
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+            },
+        )
+        token = self._attach(self._set_span(span, parent))
+        root_path = scope.get("root_path", "")
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        except BaseException as exc:
+            if span.is_recording():
+                span.record_exception(exc)
+            raise
+        finally:
+            if span.is_recording():
+                route = route_template(scope, root_path, status)
+                span.update_name(f"{method} {route}")
+                span.set_attributes({"http.route": route, "http.response.status_code": status})
+                if status >= 500:
+                    span.set_status(self._error)
+            self._detach(token)
+            span.end()

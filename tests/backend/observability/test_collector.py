@@ -1,0 +1,149 @@
+"""The scrape-time collector reads the real queue, cache and database of a SpeechService.
+
+The service is built for real (migrated SQLite in a temp dir, its queue and cache); it is not
+started, because these gauges must be right without workers too. Jobs and cache entries are
+written through the service's own queue and cache.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from ef_backend.core.config import Settings
+from ef_backend.core.db import migrate
+from ef_backend.models import AudioFormat
+from ef_backend.observability.collector import EchoForgeCollector, sqlite_path
+from ef_backend.services.queue import NewJob
+from ef_backend.services.speech import SpeechService
+from prometheus_client import CollectorRegistry, generate_latest
+
+from tests.backend.observability.support import samples, value
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> SpeechService:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        queue_max=70,
+        cache_max_bytes=10_000_000,
+        version="9.9.9",
+        commit="abc1234",
+    )
+    migrate(settings)
+    svc = SpeechService(settings=settings)
+    yield svc
+    svc.db_engine.dispose()
+
+
+def scrape(svc: SpeechService | None, settings: Settings) -> str:
+    registry = CollectorRegistry()
+    registry.register(EchoForgeCollector(settings, lambda: svc))
+    return generate_latest(registry).decode()
+
+
+def new_job(text: str) -> NewJob:
+    key = uuid.uuid4().hex * 2
+    return NewJob(
+        text=text,
+        voice="joe",
+        speed=1.0,
+        format=AudioFormat.wav,
+        cache_key=key,
+        engine="piper",
+        model="en_US-joe-medium",
+        client="test",
+        sentence_keys=[key],
+    )
+
+
+def db_files_size(settings: Settings) -> int:
+    path = sqlite_path(settings.db_url)
+    assert path is not None
+    total = 0
+    for candidate in (path, Path(f"{path}-wal")):
+        if candidate.exists():
+            total += os.stat(candidate).st_size
+    return total
+
+
+def test_queue_depth_and_oldest_age_follow_the_queue(service: SpeechService) -> None:
+    settings = service.settings
+    empty = scrape(service, settings)
+    assert value(empty, "ef_tts_queue_depth") == 0
+    assert value(empty, "ef_tts_queue_max") == 70
+    assert value(empty, "ef_tts_queue_oldest_age_seconds") == 0
+    for i in range(3):
+        service.queue.enqueue(new_job(f"waiting job {i}"))
+    busy = scrape(service, settings)
+    assert value(busy, "ef_tts_queue_depth") == 3
+    assert value(busy, "ef_tts_queue_oldest_age_seconds") >= 0
+    job = service.queue.claim("worker-1")
+    assert job is not None
+    assert value(scrape(service, settings), "ef_tts_queue_depth") == 2
+
+
+def test_cache_gauges_follow_the_cache(service: SpeechService) -> None:
+    settings = service.settings
+    before = scrape(service, settings)
+    assert value(before, "ef_audio_cache_entries") == 0
+    assert value(before, "ef_audio_cache_size_bytes") == 0
+    assert value(before, "ef_audio_cache_max_bytes") == 10_000_000
+    service.cache.put("a" * 64, AudioFormat.wav, b"R" * 1000, duration_s=0.1)
+    service.cache.put("b" * 64, AudioFormat.wav, b"R" * 2500, duration_s=0.2)
+    after = scrape(service, settings)
+    assert value(after, "ef_audio_cache_entries") == 2
+    assert value(after, "ef_audio_cache_size_bytes") == 3500
+
+
+def test_db_size_is_file_plus_wal_and_grows_with_writes(service: SpeechService) -> None:
+    settings = service.settings
+    before = value(scrape(service, settings), "ef_db_size_bytes")
+    assert before == db_files_size(settings) > 0
+    for i in range(40):
+        service.queue.enqueue(new_job(f"a job that makes the database grow, number {i} " * 20))
+    after = value(scrape(service, settings), "ef_db_size_bytes")
+    assert after > before
+    assert after == db_files_size(settings)
+
+
+def test_db_up_reflects_a_real_probe(service: SpeechService) -> None:
+    settings = service.settings
+    assert value(scrape(service, settings), "ef_db_up") == 1
+    # Corrupt the database file: the write-and-rollback probe fails and the gauge says so.
+    path = sqlite_path(settings.db_url)
+    assert path is not None
+    service.db_engine.dispose()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database" * 100)
+    assert value(scrape(service, settings), "ef_db_up") == 0
+
+
+def test_without_a_service_only_build_and_db_state_are_reported(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "empty", version="1.2.3", commit="deadbee")
+    text = scrape(None, settings)
+    found = {name for name, _ in samples(text)}
+    assert found == {"ef_build_info", "ef_db_size_bytes", "ef_db_up"}
+    assert value(text, "ef_build_info", version="1.2.3", commit="deadbee") == 1
+    assert value(text, "ef_db_up") == 0
+
+
+def test_build_info_labels(service: SpeechService) -> None:
+    text = scrape(service, service.settings)
+    assert value(text, "ef_build_info", version="9.9.9", commit="abc1234") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:////data/db.sqlite", Path("/data/db.sqlite")),
+        ("sqlite+pysqlite:///rel/db.sqlite?timeout=5", Path("rel/db.sqlite")),
+        ("sqlite:///:memory:", None),
+        ("postgresql+psycopg://ef@db/ef", None),
+    ],
+)
+def test_sqlite_path(url: str, expected: Path | None) -> None:
+    assert sqlite_path(url) == expected

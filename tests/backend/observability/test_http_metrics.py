@@ -1,0 +1,60 @@
+"""The lock-free single-process HTTP metrics match prometheus-client's, sample for sample."""
+
+from __future__ import annotations
+
+import random
+
+from ef_backend.observability import metrics
+from ef_backend.observability.http_metrics import HttpMetrics
+from ef_backend.observability.middleware import PrometheusHttpObserver
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from tests.backend.observability.support import samples
+
+
+def reference() -> tuple[CollectorRegistry, PrometheusHttpObserver]:
+    """The same three metrics as prometheus-client objects, on a registry of their own."""
+    registry = CollectorRegistry()
+    observer = PrometheusHttpObserver(
+        Counter(
+            "ef_http_requests_total",
+            metrics.HTTP_REQUESTS_HELP,
+            ["method", "route", "status"],
+            registry=registry,
+        ),
+        Histogram(
+            "ef_http_request_duration_seconds",
+            metrics.HTTP_DURATION_HELP,
+            ["method", "route"],
+            buckets=metrics.HTTP_BUCKETS,
+            registry=registry,
+        ),
+        Gauge("ef_http_requests_in_progress", metrics.HTTP_IN_PROGRESS_HELP, registry=registry),
+    )
+    return registry, observer
+
+
+def test_same_exposition_as_prometheus_client() -> None:
+    ours = HttpMetrics()
+    ours_registry = CollectorRegistry()
+    ours_registry.register(ours)
+    ref_registry, ref = reference()
+    rng = random.Random(7)
+    routes = ["/api/v1/speech", "/api/v1/jobs/{job_id}", "<unmatched>"]
+    # Durations on and around every bucket bound, where "le" semantics matter.
+    durations = [b for b in metrics.HTTP_BUCKETS] + [b * 1.0001 for b in metrics.HTTP_BUCKETS]
+    durations += [rng.uniform(0, 90) for _ in range(300)] + [0.0]
+    for duration in durations:
+        method = rng.choice(["GET", "POST", "OTHER"])
+        route = rng.choice(routes)
+        status = rng.choice([200, 404, 503])
+        for observer in (ours, ref):
+            observer.request_started()
+            observer.request_finished(method, route, status, duration)
+    ours.request_started()
+    ref.request_started()  # one still in flight
+    ours_text = generate_latest(ours_registry).decode()
+    ref_text = generate_latest(ref_registry).decode()
+    assert samples(ours_text) == samples(ref_text)
+    help_lines = sorted(line for line in ours_text.splitlines() if line.startswith("#"))
+    assert help_lines == sorted(line for line in ref_text.splitlines() if line.startswith("#"))

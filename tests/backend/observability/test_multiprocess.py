@@ -1,0 +1,91 @@
+"""Several uvicorn workers: metrics are summed over workers, or the service refuses to start."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.backend.observability.support import exposed_families, section_families, value
+from tests.utils.procs import REPO, VENV_BIN, Server, free_port, make_env, start_server
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_two_workers_report_the_sum_of_their_counters(tmp_path: Path) -> None:
+    """No engine is needed here: the backend answers /health/live and /metrics without one."""
+    data_dir = tmp_path / "two-workers"
+    port = free_port()
+    server = start_server(
+        "ef_backend-2-workers",
+        [str(VENV_BIN / "ef-backend"), "serve"],
+        port=port,
+        log_dir=tmp_path / "logs",
+        env={
+            "EF_HOST": "127.0.0.1",
+            "EF_PORT": str(port),
+            "EF_DATA_DIR": str(data_dir),
+            "EF_WORKERS": "2",
+            "EF_TTS_URL": f"http://127.0.0.1:{free_port()}",
+            "EF_RATE_LIMIT": "0",
+        },
+    )
+    try:
+        server.wait_ready("/health/live", timeout=60)
+        _check_sums(server, data_dir)
+    finally:
+        server.stop()
+
+
+def _check_sums(server: Server, data_dir: Path) -> None:
+    route = {"method": "GET", "route": "/health/live", "status": "200"}
+    # A new connection per request, so that the kernel spreads them over both workers.
+    with httpx.Client(base_url=server.url, timeout=10, headers={"Connection": "close"}) as client:
+        base = value(client.get("/metrics").text, "ef_http_requests_total", **route)
+        for _ in range(200):
+            assert client.get("/health/live").status_code == 200
+        scrapes = [client.get("/metrics").text for _ in range(6)]
+    counts = [value(text, "ef_http_requests_total", **route) for text in scrapes]
+    assert counts == [base + 200] * 6, f"whichever worker answers, it sums both: {counts}"
+    for text in scrapes:
+        assert 1 <= value(text, "ef_http_requests_in_progress") <= 2
+        assert value(text, "ef_db_up") == 1
+    families = exposed_families(scrapes[0])
+    documented = section_families("ef_backend") | section_families("Process")
+    assert set(families) <= set(documented), set(families) - set(documented)
+    assert {"ef_http_requests_total", "ef_db_size_bytes", "ef_build_info"} <= set(families)
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=scrapes[0], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    pids = {
+        m.group(1)
+        for f in (data_dir / "prometheus-multiproc").glob("*.db")
+        if (m := re.search(r"_(\d+)\.db$", f.name))
+    }
+    assert len(pids) >= 2, f"both workers wrote samples: {sorted(pids)}"
+
+
+def test_several_workers_without_multiprocess_mode_refuse_to_start(tmp_path: Path) -> None:
+    code = (
+        "from ef_backend.core.config import Settings\n"
+        "from ef_backend.main import create_app\n"
+        f"create_app(Settings(workers=3, data_dir={str(tmp_path)!r}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=make_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "MultiprocessConfigError: EF_WORKERS=3 but Prometheus multiprocess mode is off" in (
+        proc.stderr
+    )
+    assert "ef-backend serve" in proc.stderr
