@@ -10,13 +10,14 @@ PIP := $(VENV)/bin/pip
 APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean
+.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate
 
 help:
 	@echo "make run      start ef_tts (Piper) and the backend at http://127.0.0.1:8000"
 	@echo "make test     install what the tests need and run them all"
 	@echo "make lint     ruff, mypy, hadolint, actionlint, zizmor, compose schema"
 	@echo "make bench    run the benchmarks under bench/"
+	@echo "make generate regenerate alerts/, recording rules and dashboards/ from monitoring/mixin/"
 
 # Debian packages for the real servers the tests drive. Installed only when one is missing.
 system-deps: .stamp-system-deps
@@ -62,9 +63,16 @@ test-fast: system-deps venv node-tools
 
 lint: venv node-tools
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check backend tts monitoring tests bench
+	$(VENV)/bin/ruff format --check backend tts common monitoring tests bench
 	$(VENV)/bin/mypy backend/ef_backend tts/ef_tts common/ef_common monitoring/disk-exporter/ef_disk_exporter
+	$(VENV)/bin/mypy --explicit-package-bases -p monitoring.mixin
+	$(PY) -m monitoring.mixin --check
 	$(PY) -m pytest -q tests/test_delivery_lint.py
+
+# Alerts, recording rules and dashboards from monitoring/mixin/ (commit the result; a test fails
+# on drift).
+generate: venv
+	$(PY) -m monitoring.mixin
 
 bench: venv system-deps
 	$(PY) bench/run.py

@@ -16,14 +16,15 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now, timezone-aware in UTC (SQLModel's UTCDateTime refuses naive datetimes)."""
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Life of a job: queued -> running -> succeeded | failed; queued -> cancelled."""
 
     queued = "queued"
@@ -36,7 +37,7 @@ class JobStatus(str, enum.Enum):
 ACTIVE_STATUSES = (JobStatus.queued, JobStatus.running)
 
 
-class AudioFormat(str, enum.Enum):
+class AudioFormat(enum.StrEnum):
     """Output formats; each is really encoded (PyAV), never a renamed WAV."""
 
     wav = "wav"
@@ -79,7 +80,9 @@ class Job(JobBase, table=True):
     client: str = Field(default="anonymous", description="API key name or 'anonymous'")
     sentences_total: int = 0
     sentences_done: int = 0
-    sentence_keys: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    sentence_keys: str = Field(
+        default="[]", sa_column=Column(Text, nullable=False, server_default="[]")
+    )
     attempts: int = 0
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     error_reason: str | None = None

@@ -4,11 +4,16 @@ Services raise these; `install_error_handlers` turns them into JSON bodies of th
 ``{"error": {"code": ..., "message": ...}}`` (plus extra fields) with the right status and, where a
 retry makes sense, a ``Retry-After`` header. Nothing else in the code builds error responses for
 domain failures.
+
+Under the OpenAI-compatible prefix ``/v1/`` the same errors take OpenAI's shape,
+``{"error": {"message", "type", "param", "code"}}``, because the official clients parse that.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -48,7 +53,7 @@ class JobNotFound(EchoForgeError):
 
 
 class JobConflict(EchoForgeError):
-    """The job is in a state that does not allow this (cancel a running job, audio of a failed one)."""
+    """The job's state does not allow this (cancel a running job, audio of a failed one)."""
 
     status_code = 409
     code = "job_conflict"
@@ -60,8 +65,21 @@ class QueueFull(EchoForgeError):
 
 
 class EngineUnavailable(EchoForgeError):
+    """The engine cannot answer now; ``reason`` is unreachable, timeout or engine_error."""
+
     status_code = 503
     code = "engine_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "unreachable",
+        retry_after: float | None = 5.0,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, **extra)
+        self.reason = reason
 
 
 class EngineRejected(EchoForgeError):
@@ -69,6 +87,10 @@ class EngineRejected(EchoForgeError):
 
     status_code = 422
     code = "engine_rejected"
+
+    def __init__(self, message: str, *, reason: str = "rejected", **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.reason = reason
 
 
 class SynthesisFailed(EchoForgeError):
@@ -98,32 +120,101 @@ class RateLimited(EchoForgeError):
     code = "rate_limited"
 
 
+#: Retry-After of a 503 whose error did not name one (engine down: probes run every few s).
+DEFAULT_RETRY_AFTER_S = 5.0
+
+#: Paths under this prefix answer errors in OpenAI's shape.
+OPENAI_PREFIX = "/v1/"
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def _openai_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def openai_error_body(
+    status: int, code: str, message: str, *, param: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """OpenAI's error object; extra fields (such as the valid voices) ride along."""
+    return {
+        "error": {
+            "message": message,
+            "type": _openai_type(status),
+            "param": param,
+            "code": code,
+            **extra,
+        }
+    }
+
+
 def _headers(exc: EchoForgeError) -> dict[str, str]:
     headers: dict[str, str] = {}
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    retry_after = exc.retry_after
+    if retry_after is None and exc.status_code == 503:
+        retry_after = DEFAULT_RETRY_AFTER_S  # a 503 always says when to come back
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     return headers
+
+
+def _respond(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    param: str | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    if request.url.path.startswith(OPENAI_PREFIX):
+        body = openai_error_body(status, code, message, param=param, **extra)
+    elif param is not None and "field" not in extra:
+        body = error_body(code, message, field=param, **extra)
+    else:
+        body = error_body(code, message, **extra)
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and unexpected exceptions to JSON responses."""
 
     @app.exception_handler(EchoForgeError)
-    async def _domain(_: Request, exc: EchoForgeError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, **exc.extra),
-            status_code=exc.status_code,
+    async def _domain(request: Request, exc: EchoForgeError) -> JSONResponse:
+        extra = dict(exc.extra)
+        param = extra.pop("param", None)
+        if param is None and isinstance(exc, UnknownVoice):
+            param = "voice"
+        if exc.status_code >= 500:
+            log.warning(
+                "request failed",
+                extra={"error_code": exc.code, "status": exc.status_code, "error": exc.message},
+            )
+        return _respond(
+            request,
+            exc.status_code,
+            exc.code,
+            exc.message,
             headers=_headers(exc),
+            param=param,
+            **extra,
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
             {
                 "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
@@ -132,22 +223,24 @@ def install_error_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
-        return JSONResponse(
-            error_body("invalid_input", message, problems=problems), status_code=422
+        param = problems[0]["field"] if problems else None
+        return _respond(
+            request, 422, "invalid_input", message, param=param or None, problems=problems
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body(f"http_{exc.status_code}", str(exc.detail)),
-            status_code=exc.status_code,
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _respond(
+            request,
+            exc.status_code,
+            f"http_{exc.status_code}",
+            str(exc.detail),
             headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body("internal_error", "Internal server error; see the server log."),
-            status_code=500,
+        return _respond(
+            request, 500, "internal_error", "Internal server error; see the server log."
         )

@@ -1,0 +1,81 @@
+"""Dependencies of the routes, as `Annotated` aliases: settings, the speech service, the caller.
+
+Routers attach the guards (`rate_limit`, `api_key`, `admin_only`) as router dependencies so that
+no route can forget one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from ef_common.context import bind_client
+from fastapi import Depends, Request
+
+from ef_backend.core.config import Settings
+from ef_backend.core.ratelimit import RateLimiter
+from ef_backend.core.security import Caller, identify, require_admin, require_key
+from ef_backend.services.speech import SpeechService
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_speech(request: Request) -> SpeechService:
+    speech: SpeechService = request.app.state.speech
+    return speech
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SpeechDep = Annotated[SpeechService, Depends(get_speech)]
+
+
+def get_caller(request: Request, settings: SettingsDep) -> Caller:
+    """Who is calling; also tells the access log (its key name and address, never the key)."""
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
+    caller = identify(
+        peer=request.client.host if request.client else None,
+        forwarded_for=forwarded,
+        authorization=request.headers.get("authorization"),
+        trusted_proxies=settings.trusted_proxies,
+        api_keys=settings.api_keys,
+    )
+    request.state.client = caller.name
+    bind_client(name=caller.name, ip=caller.address)
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def rate_limit(request: Request, caller: CallerDep) -> None:
+    """One token per request from the caller's bucket: its key name, else its address."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if caller.key_name is not None:
+        limiter.check(f"key:{caller.key_name}", who=f"API key {caller.key_name!r}")
+    else:
+        limiter.check(f"addr:{caller.address}", who=caller.address)
+
+
+def api_key(caller: CallerDep, settings: SettingsDep) -> None:
+    """401 unless EF_API_KEYS is empty or the caller sent one of them."""
+    require_key(caller, settings.api_keys)
+
+
+def admin_only(caller: CallerDep, settings: SettingsDep) -> None:
+    """403 unless the client address is in EF_ADMIN_CIDRS."""
+    require_admin(caller.address, settings.admin_cidrs)
+
+
+__all__ = [
+    "CallerDep",
+    "SettingsDep",
+    "SpeechDep",
+    "admin_only",
+    "api_key",
+    "get_app_settings",
+    "get_caller",
+    "get_speech",
+    "rate_limit",
+]

@@ -1,0 +1,76 @@
+"""Turn the speech service's results into HTTP responses: whole audio, streamed audio, SSE."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator, Mapping
+
+from fastapi import Response
+from fastapi.responses import StreamingResponse
+
+from ef_backend.models import AudioFormat
+from ef_backend.services.speech import SpeechAudio, SpeechStream
+
+
+def _headers(
+    *, cache_hit: bool, job_id: str | None, fmt: AudioFormat | None = None
+) -> dict[str, str]:
+    headers = {"X-EF-Cache": "hit" if cache_hit else "miss"}
+    if job_id:
+        headers["X-EF-Job-Id"] = job_id
+    if fmt is not None:
+        headers["Content-Disposition"] = f'inline; filename="speech.{fmt.value}"'
+    return headers
+
+
+def audio_reply(audio: SpeechAudio, fmt: AudioFormat) -> Response:
+    """The complete audio, with its cache and job headers."""
+    return Response(
+        content=audio.data,
+        media_type=audio.media_type,
+        headers=_headers(cache_hit=audio.cache_hit, job_id=audio.job_id, fmt=fmt),
+    )
+
+
+def stream_reply(stream: SpeechStream, fmt: AudioFormat) -> StreamingResponse:
+    """Audio sent as sentences finish (chunked transfer, no Content-Length)."""
+    return StreamingResponse(
+        stream.chunks,
+        media_type=stream.media_type,
+        headers=_headers(cache_hit=stream.cache_hit, job_id=stream.job_id, fmt=fmt),
+    )
+
+
+def _event(payload: Mapping[str, object]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+async def _sse(chunks: AsyncIterator[bytes], input_chars: int) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        if chunk:
+            audio = base64.b64encode(chunk).decode("ascii")
+            yield _event({"type": "speech.audio.delta", "audio": audio})
+    # OpenAI reports tokens; the nearest honest count here is characters of input.
+    usage = {"input_tokens": input_chars, "output_tokens": 0, "total_tokens": input_chars}
+    yield _event({"type": "speech.audio.done", "usage": usage})
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def sse_reply(source: SpeechStream | SpeechAudio, *, input_chars: int) -> StreamingResponse:
+    """OpenAI's ``stream_format: sse``: ``speech.audio.delta`` events, then ``...done``."""
+    if isinstance(source, SpeechStream):
+        chunks, hit, job_id = source.chunks, source.cache_hit, source.job_id
+    else:
+        chunks, hit, job_id = _one(source.data), source.cache_hit, source.job_id
+    return StreamingResponse(
+        _sse(chunks, input_chars),
+        media_type="text/event-stream",
+        headers={**_headers(cache_hit=hit, job_id=job_id), "Cache-Control": "no-cache"},
+    )
+
+
+__all__ = ["audio_reply", "sse_reply", "stream_reply"]

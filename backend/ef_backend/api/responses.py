@@ -1,0 +1,72 @@
+"""OpenAPI descriptions of the responses routes share: audio bodies and the documented errors.
+
+Every route lists the 4xx/5xx it can answer through `errors(...)`, so the OpenAPI document says
+what can go wrong; a test walks ``/openapi.json`` and holds every operation to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ef_backend.api.schemas import ErrorResponse, OpenAIErrorResponse
+from ef_backend.services.audio import MEDIA_TYPES
+
+_DESCRIPTIONS: dict[int, str] = {
+    400: "Unknown voice: the message and `valid` list the voices to choose from.",
+    401: "API key missing or invalid (only when EF_API_KEYS is set).",
+    403: "The client address is not in EF_ADMIN_CIDRS.",
+    404: "No such job.",
+    409: "The job is not in a state that allows this; the message says which state it is in.",
+    422: "Invalid input (empty or too long text, bad speed, format or field); "
+    "the message names the field.",
+    429: "Rate limit (EF_RATE_LIMIT) exceeded; retry after Retry-After seconds.",
+    500: "Unexpected server error; details are in the server log only.",
+    502: "The engine failed to synthesise this text after retries.",
+    503: "Engine unavailable or queue full (EF_QUEUE_MAX); retry after Retry-After seconds.",
+    504: "Synthesis still running after EF_SYNC_TIMEOUT_S; poll the job named in the body.",
+}
+
+
+def errors(
+    *statuses: int, openai: bool = False, **overrides: str
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries for ``statuses`` (500 always), with the error body model.
+
+    ``overrides`` replace a description: ``errors(404, d404="No such voice")``.
+    """
+    model = OpenAIErrorResponse if openai else ErrorResponse
+    wanted = sorted({*statuses, 500})
+    return {
+        status: {
+            "model": model,
+            "description": overrides.get(f"d{status}", _DESCRIPTIONS[status]),
+        }
+        for status in wanted
+    }
+
+
+def audio_response(description: str, *, streamed: bool = False) -> dict[int | str, dict[str, Any]]:
+    """A 200 whose body is audio in one of the formats (binary, not JSON)."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content: dict[str, Any] = {media: binary for media in dict.fromkeys(MEDIA_TYPES.values())}
+    if streamed:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    return {
+        200: {
+            "description": description,
+            "content": content,
+            "headers": {
+                "X-EF-Cache": {
+                    "description": "hit when the audio came from the cache, else miss",
+                    "schema": {"type": "string", "enum": ["hit", "miss"]},
+                },
+                "X-EF-Job-Id": {
+                    "description": "The job that synthesised the audio (absent on a cache hit)",
+                    "schema": {"type": "string"},
+                },
+            },
+        }
+    }
+
+
+__all__ = ["audio_response", "errors"]

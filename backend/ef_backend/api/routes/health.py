@@ -1,0 +1,173 @@
+"""Health endpoints for people, Prometheus probes and container health checks.
+
+``/health/live``: the process answers. ``/health/ready``: it can do work (database writable,
+engine reachable, audio cache writable). ``/health``: the full picture (database, queue depth,
+engine). ``/health/tts``: the engine in detail. Each check reports its status and how long it took;
+any failed check makes the answer 503. None is rate limited or needs a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from ef_backend.api.deps import SettingsDep, SpeechDep
+from ef_backend.api.responses import errors
+from ef_backend.api.schemas import (
+    CheckResult,
+    CheckStatus,
+    EngineHealthPublic,
+    HealthPublic,
+    Liveness,
+)
+from ef_backend.core.config import Settings
+from ef_backend.services.speech import EngineHealth, SpeechService
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+_UNHEALTHY: dict[int | str, dict[str, Any]] = {
+    503: {"model": HealthPublic, "description": "A check failed; the body says which."}
+}
+
+
+ProbeResult = tuple[CheckStatus, str | None, dict[str, Any]]
+
+
+async def _timed(probe: Callable[[], Awaitable[ProbeResult]]) -> CheckResult:
+    """Run one check, timing it; an exception is a failed check, never a 500."""
+    started = time.perf_counter()
+    try:
+        status, error, detail = await probe()
+    except Exception as exc:
+        status, error, detail = "fail", f"{type(exc).__name__}: {exc}", {}
+    duration_ms = round((time.perf_counter() - started) * 1000, 3)
+    return CheckResult(status=status, duration_ms=duration_ms, error=error, detail=detail)
+
+
+async def _database(speech: SpeechService) -> ProbeResult:
+    ok, error = await asyncio.to_thread(speech.db_ok)
+    return ("ok" if ok else "fail"), error, {}
+
+
+async def _cache(speech: SpeechService) -> ProbeResult:
+    ok, error = await asyncio.to_thread(speech.cache_writable)
+    return ("ok" if ok else "fail"), error, {}
+
+
+async def _queue(speech: SpeechService, settings: Settings) -> ProbeResult:
+    counts = (await asyncio.to_thread(speech.queue_stats)).get("counts")
+    depth = counts.get("queued", 0) if isinstance(counts, dict) else 0
+    detail = {"depth": depth, "max": settings.queue_max}
+    if depth >= settings.queue_max:
+        return "warn", "queue full: new work gets 503 until it drains", detail
+    return "ok", None, detail
+
+
+async def _engine(speech: SpeechService, *, require_model: bool) -> ProbeResult:
+    health = await speech.engine_health()
+    # Ready needs the engine reachable; healthy also needs its model and a good sample.
+    ok = health.reachable and (not require_model or (health.model_loaded and not health.error))
+    detail = {
+        "engine": health.engine,
+        "model": health.model,
+        "reachable": health.reachable,
+        "model_loaded": health.model_loaded,
+        "latency_ms": _ms(health.latency_s),
+    }
+    return ("ok" if ok else "fail"), health.error, detail
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _answer(checks: dict[str, CheckResult], settings: Settings) -> JSONResponse:
+    statuses = {c.status for c in checks.values()}
+    overall = "fail" if "fail" in statuses else "degraded" if "warn" in statuses else "ok"
+    body = HealthPublic(
+        status=overall, checks=checks, version=settings.version, commit=settings.commit
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=503 if overall == "fail" else 200)
+
+
+@router.get(
+    "",
+    response_model=HealthPublic,
+    summary="Overall health",
+    description="API, database, queue depth and engine; 503 when the database or engine fails.",
+    responses={**_UNHEALTHY, **errors()},
+)
+async def health(speech: SpeechDep, settings: SettingsDep) -> JSONResponse:
+    checks = {
+        "api": CheckResult(status="ok", duration_ms=0.0, detail={"version": settings.version}),
+        "database": await _timed(lambda: _database(speech)),
+        "queue": await _timed(lambda: _queue(speech, settings)),
+        "engine": await _timed(lambda: _engine(speech, require_model=True)),
+    }
+    return _answer(checks, settings)
+
+
+@router.get(
+    "/ready",
+    response_model=HealthPublic,
+    summary="Readiness",
+    description="Database writable, engine reachable, audio cache writable; else 503.",
+    responses={**_UNHEALTHY, **errors()},
+)
+async def ready(speech: SpeechDep, settings: SettingsDep) -> JSONResponse:
+    checks = {
+        "database": await _timed(lambda: _database(speech)),
+        "engine": await _timed(lambda: _engine(speech, require_model=False)),
+        "cache": await _timed(lambda: _cache(speech)),
+    }
+    return _answer(checks, settings)
+
+
+@router.get(
+    "/live",
+    response_model=Liveness,
+    summary="Liveness",
+    description="200 whenever the process answers; checks nothing else.",
+    responses=errors(),
+)
+async def live() -> Liveness:
+    return Liveness()
+
+
+@router.get(
+    "/tts",
+    response_model=EngineHealthPublic,
+    summary="Engine health",
+    description=(
+        "Engine reachable, model loaded and the latency of a short sample synthesis. The probe "
+        "is cached for a few seconds so that health checks cannot overload the engine."
+    ),
+    responses={
+        503: {
+            "model": EngineHealthPublic,
+            "description": "Engine unreachable or model not loaded.",
+        },
+        **errors(),
+    },
+)
+async def engine(speech: SpeechDep) -> JSONResponse:
+    started = time.perf_counter()
+    health: EngineHealth = await speech.engine_health()
+    ok = health.reachable and health.model_loaded and not health.error
+    body = EngineHealthPublic(
+        status="ok" if ok else "fail",
+        reachable=health.reachable,
+        model_loaded=health.model_loaded,
+        latency_ms=_ms(health.latency_s),
+        engine=health.engine,
+        model=health.model,
+        error=health.error,
+        checked_at=health.checked_at,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)

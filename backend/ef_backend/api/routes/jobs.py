@@ -1,0 +1,126 @@
+"""``/api/v1/jobs``: queue synthesis, follow it, fetch the audio, cancel.
+
+Handlers that only read or write the database are plain ``def``: FastAPI runs them in its
+thread pool, so a slow disk never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.replies import audio_reply
+from ef_backend.api.responses import audio_response, errors
+from ef_backend.api.schemas import SpeechBody, enforce_limits, job_public
+from ef_backend.models import JobPublic, JobsPublic, JobStatus
+from ef_backend.services.speech import SpeechRequest
+
+router = APIRouter(
+    prefix="/api/v1/jobs", tags=["jobs"], dependencies=[Depends(rate_limit), Depends(api_key)]
+)
+
+JobId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[0-9A-Za-z_-]+$",
+        description="The id returned by POST /api/v1/jobs.",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobPublic,
+    summary="Queue a synthesis job",
+    description=(
+        "Returns at once with the job (202, `Location` names it). An identical active job is "
+        "joined rather than duplicated. Poll the job, then fetch `links.audio`."
+    ),
+    responses={
+        202: {
+            "description": "Queued (or joined an identical active job).",
+            "headers": {"Location": {"description": "The job's URL", "schema": {"type": "string"}}},
+        },
+        **errors(400, 401, 422, 429, 503),
+    },
+)
+async def create_job(
+    body: SpeechBody,
+    response: Response,
+    speech: SpeechDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+) -> JobPublic:
+    enforce_limits(body.text, body.speed, settings)
+    job = await speech.submit(
+        SpeechRequest(
+            text=body.text,
+            voice=body.voice or None,
+            speed=body.speed,
+            format=body.format,
+            client=caller.name,
+        )
+    )
+    public = job_public(job)
+    response.headers["Location"] = public.links.self
+    return public
+
+
+@router.get(
+    "",
+    response_model=JobsPublic,
+    summary="List recent jobs",
+    description="Newest first; `status` filters.",
+    responses=errors(401, 422, 429),
+)
+def list_jobs(
+    speech: SpeechDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: JobStatus | None = None,
+) -> JobsPublic:
+    jobs, count = speech.list_jobs(limit=limit, offset=offset, status=status)
+    return JobsPublic(data=[job_public(j) for j in jobs], count=count, limit=limit, offset=offset)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobPublic,
+    summary="Get a job",
+    responses=errors(401, 404, 422, 429),
+)
+def get_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
+    return job_public(speech.get_job(job_id))
+
+
+@router.get(
+    "/{job_id}/audio",
+    response_class=Response,
+    summary="Get the audio of a finished job",
+    responses={
+        **audio_response("The audio, in the job's format."),
+        **errors(
+            401, 404, 409, 422, 429, d409="The job has not succeeded (yet); its status is named."
+        ),
+    },
+)
+def get_job_audio(job_id: JobId, speech: SpeechDep) -> Response:
+    audio = speech.job_audio(job_id)
+    job = speech.get_job(job_id)
+    return audio_reply(audio, job.format)
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=JobPublic,
+    summary="Cancel a queued job",
+    description="Only a queued job can be cancelled; a running or finished one answers 409.",
+    responses=errors(401, 404, 409, 422, 429),
+)
+def cancel_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
+    return job_public(speech.cancel_job(job_id))

@@ -1,0 +1,80 @@
+"""OpenAI-compatible ``POST /v1/audio/speech`` and ``GET /v1/models``.
+
+The official `openai` client, Open WebUI and Home Assistant work unchanged: same body, same
+formats (default mp3), same error shape. OpenAI voice names map through EF_VOICE_MAP (default:
+the engine's default voice). Audio is one complete file unless the client asks for
+``stream_format`` ``audio`` (raw bytes as sentences finish, for pcm, wav and mp3) or ``sse``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.replies import audio_reply, sse_reply, stream_reply
+from ef_backend.api.responses import audio_response, errors
+from ef_backend.api.schemas import (
+    STREAM_FORMATS,
+    ModelPublic,
+    ModelsPublic,
+    OpenAISpeechBody,
+    enforce_limits,
+)
+from ef_backend.services.speech import SpeechRequest
+
+router = APIRouter(
+    prefix="/v1", tags=["openai"], dependencies=[Depends(rate_limit), Depends(api_key)]
+)
+
+#: Model names clients send; every one speaks through the configured engine.
+MODEL_IDS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "echoforge")
+#: A fixed creation time (2024-01-01): the models have no history worth reporting.
+_CREATED = 1704067200
+
+
+@router.post(
+    "/audio/speech",
+    summary="Create speech (OpenAI-compatible)",
+    description=(
+        "OpenAI's `audio/speech`: `model`, `input`, `voice`, `response_format` (mp3, opus, aac, "
+        "flac, wav, pcm; default mp3), `speed` (0.25-4.0), `stream_format` (audio or sse). "
+        "Errors use OpenAI's shape `{error: {message, type, param, code}}`."
+    ),
+    response_class=Response,
+    responses={
+        **audio_response("The audio, in `response_format`.", streamed=True),
+        **errors(400, 401, 422, 429, 502, 503, 504, openai=True),
+    },
+)
+async def create_speech(
+    body: OpenAISpeechBody, speech: SpeechDep, settings: SettingsDep, caller: CallerDep
+) -> Response:
+    enforce_limits(body.input, body.speed, settings, text_field="input")
+    request = SpeechRequest(
+        text=body.input,
+        voice=body.voice_id,
+        speed=body.speed,
+        format=body.response_format,
+        client=caller.name,
+    )
+    streamable = body.response_format in STREAM_FORMATS
+    if body.stream_format == "sse":
+        if streamable:
+            return sse_reply(await speech.stream(request), input_chars=len(body.input))
+        return sse_reply(await speech.synthesize(request), input_chars=len(body.input))
+    if body.stream_format == "audio" and streamable:
+        return stream_reply(await speech.stream(request), body.response_format)
+    return audio_reply(await speech.synthesize(request), body.response_format)
+
+
+@router.get(
+    "/models",
+    response_model=ModelsPublic,
+    summary="List models (OpenAI-compatible)",
+    description="The model names `/v1/audio/speech` accepts; all use the configured engine.",
+    responses=errors(401, 429, openai=True),
+)
+async def list_models() -> ModelsPublic:
+    return ModelsPublic(
+        data=[ModelPublic(id=m, created=_CREATED, owned_by="echoforge") for m in MODEL_IDS]
+    )

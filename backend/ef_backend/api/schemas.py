@@ -1,0 +1,280 @@
+"""Request bodies and response models of the HTTP API (the job models live in `models.py`).
+
+Static bounds (the OpenAI speed range, non-blank text) are declared here so the OpenAPI document
+shows them; the limits an operator configures (`EF_MAX_TEXT_CHARS`, `EF_MIN_SPEED`,
+`EF_MAX_SPEED`) are checked by `enforce_limits`, with the same error shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ef_backend.core.config import Settings
+from ef_backend.core.errors import InvalidInput
+from ef_backend.models import AudioFormat, Job, JobLinks, JobPublic
+from ef_backend.services.audio import STREAMABLE_FORMATS
+
+#: Formats that can be streamed as sentences finish (the others need the whole audio first).
+STREAM_FORMATS = STREAMABLE_FORMATS
+
+CheckStatus = Literal["ok", "warn", "fail"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain text to speak, not only whitespace")
+    return value
+
+
+class SpeechBody(BaseModel):
+    """Body of ``POST /api/v1/speech`` and ``POST /api/v1/jobs``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"text": "Dinner is ready.", "voice": None, "speed": 1.0, "format": "wav"}]
+        },
+    )
+
+    text: str = Field(
+        min_length=1, description="What to say; at most EF_MAX_TEXT_CHARS (default 5000) chars."
+    )
+    voice: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A voice id from GET /api/v1/voices, an OpenAI voice name, or null (default).",
+    )
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, description="1.0 is normal speed.")
+    format: AudioFormat = Field(default=AudioFormat.wav, description="Audio format of the answer.")
+
+    _check_text = field_validator("text")(_not_blank)
+
+
+class SpeechStreamBody(SpeechBody):
+    """Body of ``POST /api/v1/speech``: as a job, plus ``stream``."""
+
+    stream: bool = Field(
+        default=False,
+        description="Stream the audio as sentences finish (formats pcm, wav and mp3 only).",
+    )
+
+
+class VoiceRef(BaseModel):
+    """OpenAI's custom voice object, ``{"id": "..."}``."""
+
+    id: str = Field(min_length=1, max_length=200)
+
+
+class OpenAISpeechBody(BaseModel):
+    """Body of ``POST /v1/audio/speech``, as OpenAI defines it; unknown fields are ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [{"model": "tts-1", "input": "Hello there.", "voice": "alloy"}]
+        },
+    )
+
+    model: str = Field(
+        default="tts-1",
+        min_length=1,
+        max_length=200,
+        description="Any model from GET /v1/models; all use the configured engine.",
+    )
+    input: str = Field(min_length=1, description="The text; at most EF_MAX_TEXT_CHARS chars.")
+    voice: str | VoiceRef | None = Field(
+        default=None,
+        description="An OpenAI voice name (mapped by EF_VOICE_MAP), an engine voice id, or null.",
+    )
+    instructions: str | None = Field(
+        default=None, max_length=4096, description="Accepted for compatibility and ignored."
+    )
+    response_format: AudioFormat = Field(default=AudioFormat.mp3)
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    stream_format: Literal["audio", "sse"] | None = Field(
+        default=None,
+        description=(
+            "'audio' streams raw audio as sentences finish (pcm, wav, mp3); 'sse' sends "
+            "speech.audio.delta events with base64 audio. Absent: one complete file."
+        ),
+    )
+
+    _check_input = field_validator("input")(_not_blank)
+
+    @property
+    def voice_id(self) -> str | None:
+        if isinstance(self.voice, VoiceRef):
+            return self.voice.id
+        return self.voice or None
+
+
+def enforce_limits(
+    text: str, speed: float, settings: Settings, *, text_field: str = "text"
+) -> None:
+    """Check the operator's limits; raise `InvalidInput` naming the field and the bound."""
+    if len(text) > settings.max_text_chars:
+        raise InvalidInput(
+            f"{text_field}: {len(text)} characters is more than the limit of "
+            f"{settings.max_text_chars} (EF_MAX_TEXT_CHARS); shorten it or split it into "
+            "several requests.",
+            param=text_field,
+        )
+    if not settings.min_speed <= speed <= settings.max_speed:
+        raise InvalidInput(
+            f"speed: {speed} is outside {settings.min_speed}-{settings.max_speed} "
+            "(EF_MIN_SPEED, EF_MAX_SPEED).",
+            param="speed",
+        )
+
+
+def job_links(job_id: str) -> JobLinks:
+    return JobLinks(self=f"/api/v1/jobs/{job_id}", audio=f"/api/v1/jobs/{job_id}/audio")
+
+
+def job_public(job: Job) -> JobPublic:
+    """What the API shows of a job: never its text, only the text's length."""
+    return JobPublic(
+        id=job.id,
+        status=job.status,
+        voice=job.voice,
+        speed=job.speed,
+        format=job.format,
+        text_chars=len(job.text),
+        sentences_total=job.sentences_total,
+        sentences_done=job.sentences_done,
+        attempts=job.attempts,
+        error=job.error,
+        error_reason=job.error_reason,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        links=job_links(job.id),
+    )
+
+
+class VoicePublic(BaseModel):
+    """One voice of the engine."""
+
+    id: str
+    name: str
+    language: str | None
+    engine: str
+    sample_rate: int | None
+    default: bool
+
+
+class VoicesPublic(BaseModel):
+    """The engine's voices and the OpenAI names that map to them."""
+
+    data: list[VoicePublic]
+    count: int
+    default: str | None = Field(description="Id of the default voice.")
+    openai_voices: dict[str, str] = Field(
+        description="OpenAI voice name -> the engine voice it speaks with."
+    )
+
+
+class CheckResult(BaseModel):
+    """One health check: its status, how long it took and what it found."""
+
+    status: CheckStatus
+    duration_ms: float
+    error: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class HealthPublic(BaseModel):
+    """Health of the service; 503 when any check fails."""
+
+    status: Literal["ok", "degraded", "fail"]
+    checks: dict[str, CheckResult]
+    version: str
+    commit: str
+
+
+class EngineHealthPublic(BaseModel):
+    """The engine as the last probe saw it (probes are cached a few seconds)."""
+
+    status: Literal["ok", "fail"]
+    reachable: bool
+    model_loaded: bool
+    latency_ms: float | None = Field(description="Time of a short sample synthesis.")
+    engine: str
+    model: str
+    error: str | None
+    checked_at: float = Field(description="Unix time of the probe.")
+    duration_ms: float = Field(description="Time this request spent on the check.")
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class QueueStatsPublic(BaseModel):
+    """The job queue: counts by status, the oldest queued job's age, worker capacity."""
+
+    counts: dict[str, int] = Field(description="Jobs by status.")
+    queued: int
+    running: int
+    oldest_queued_age_s: float = Field(description="0 when nothing waits.")
+    max: int = Field(description="EF_QUEUE_MAX: past this many queued jobs new work gets 503.")
+    workers: int = Field(description="Worker tasks in this process.")
+    concurrency: int = Field(description="EF_TTS_CONCURRENCY.")
+
+
+class CacheStatsPublic(BaseModel):
+    """The audio cache: entries, bytes used and allowed, hits, evictions."""
+
+    entries: int
+    size_bytes: int
+    max_bytes: int = Field(description="EF_CACHE_MAX_BYTES.")
+    hits: int = Field(description="Hits of the entries still cached.")
+    evictions: int = Field(description="Entries evicted by this process since it started.")
+
+
+class CachePurged(BaseModel):
+    removed: int = Field(description="Cache entries deleted.")
+
+
+class ModelPublic(BaseModel):
+    """One entry of OpenAI's model list."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelsPublic(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelPublic]
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong and what to change; some errors add fields (``valid``, ``job_id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class OpenAIErrorDetail(BaseModel):
+    """OpenAI's error object, so that OpenAI clients show the message."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorResponse(BaseModel):
+    error: OpenAIErrorDetail

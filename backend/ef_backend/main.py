@@ -1,0 +1,86 @@
+"""`create_app()`: the FastAPI application of ef_backend.
+
+The lifespan applies the migrations, builds and starts the `SpeechService` (queue workers and the
+engine probe) and stops it gracefully on shutdown. Routes come first; the static frontend is
+mounted at ``/`` last, so it never shadows the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ef_common.logging import configure_logging
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from ef_backend.api.routes import admin, health, jobs, openai, speech, voices
+from ef_backend.core.config import Settings, get_settings
+from ef_backend.core.db import migrate
+from ef_backend.core.errors import install_error_handlers
+from ef_backend.core.ratelimit import RateLimiter
+from ef_backend.observability.setup import SERVICE_NAME, install
+from ef_backend.services.speech import SpeechService
+
+log = logging.getLogger(__name__)
+
+TAGS = [
+    {"name": "speech", "description": "Say a text and get the audio back (cached, queued)."},
+    {"name": "jobs", "description": "Queue synthesis and fetch the audio later."},
+    {"name": "voices", "description": "The voices the engine offers."},
+    {"name": "openai", "description": "OpenAI-compatible endpoints for existing clients."},
+    {"name": "health", "description": "Liveness, readiness and the state of each dependency."},
+    {"name": "admin", "description": "Queue and cache administration (EF_ADMIN_CIDRS only)."},
+]
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    await run_in_threadpool(migrate, settings)
+    service = SpeechService(settings=settings)
+    await service.start()
+    app.state.speech = service
+    log.info("ef_backend started", extra={"tts_url": settings.tts_url, "version": settings.version})
+    try:
+        yield
+    finally:
+        await service.stop()
+        app.state.speech = None
+        log.info("ef_backend stopped")
+
+
+def _mount_frontend(app: FastAPI, settings: Settings) -> None:
+    directory = settings.frontend_dir
+    if not directory.is_dir():
+        log.warning("EF_FRONTEND_DIR %s is not a directory; no web UI at /", directory)
+        return
+    app.mount("/", StaticFiles(directory=directory, html=True), name="frontend")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: the environment's ``EF_*``)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, service=SERVICE_NAME)
+    app = FastAPI(
+        title="EchoForge",
+        summary="Self-hosted text-to-speech: speech API, job queue, audio cache.",
+        description=(
+            "Errors are JSON `{error: {code, message}}` (OpenAI's shape under `/v1`). "
+            "With EF_API_KEYS set, speech, jobs and `/v1` need `Authorization: Bearer <key>`."
+        ),
+        version=settings.version,
+        openapi_tags=TAGS,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.speech = None
+    app.state.rate_limiter = RateLimiter(settings.rate_limit)
+    install_error_handlers(app)
+    for module in (speech, jobs, voices, openai, admin, health):
+        app.include_router(module.router)
+    install(app, settings, lambda: app.state.speech)
+    _mount_frontend(app, settings)
+    return app

@@ -1,0 +1,263 @@
+"""The audio cache: content-addressed files under a size cap, metadata in the database.
+
+A file's path comes from its key alone (``audio-cache/ab/cd/<key>.<ext>``, key = sha256 hex), so
+no user input ever reaches the file system. Files are written to a temporary name and renamed,
+so a reader never sees half a file. The least recently used entries are evicted when the total
+passes ``EF_CACHE_MAX_BYTES``. Several processes may share one cache: the database is the truth,
+a missing file is a miss, and deleting what another process already deleted is harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from ef_backend.core.db import SessionFactory
+from ef_backend.models import AudioFormat, CacheEntry, utcnow
+from ef_backend.observability import metrics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AudioCache", "CachedAudio", "cache_key"]
+
+_KEY = re.compile(r"^[0-9a-f]{64}$")
+_EXTENSIONS: dict[AudioFormat, str] = {
+    AudioFormat.wav: "wav",
+    AudioFormat.mp3: "mp3",
+    AudioFormat.opus: "ogg",
+    AudioFormat.flac: "flac",
+    AudioFormat.aac: "aac",
+    AudioFormat.pcm: "pcm",
+}
+_EVICT_BATCH = 64
+
+
+def cache_key(
+    engine: str, model: str, voice: str, speed: float, format: AudioFormat | str, text: str
+) -> str:
+    """sha256 hex of everything that changes the audio; ``text`` must be normalised already."""
+    fmt = format.value if isinstance(format, AudioFormat) else format
+    payload = json.dumps(
+        [engine, model, voice, f"{speed:.3f}", fmt, text], ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedAudio:
+    """One cache hit."""
+
+    key: str
+    format: AudioFormat
+    data: bytes
+    duration_s: float
+
+
+class AudioCache:
+    """Content-addressed audio files with LRU eviction under ``max_bytes``."""
+
+    def __init__(self, root: Path, sessions: SessionFactory, *, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self._sessions = sessions
+        self._evictions = 0
+        self._lock = threading.Lock()  # one evictor per process at a time
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, key: str, format: AudioFormat) -> Path:
+        """Where the file of ``key`` lives; refuses anything that is not a sha256 hex key."""
+        if not _KEY.match(key):
+            raise ValueError("cache keys are sha256 hex digests")
+        return self.root / key[:2] / key[2:4] / f"{key}.{_EXTENSIONS[format]}"
+
+    def get(self, key: str, *, record: bool = True) -> CachedAudio | None:
+        """The audio under ``key``, or None. ``record`` counts the lookup in the hit/miss metric.
+
+        Request-level lookups are recorded; the per-sentence lookups of the workers are not,
+        so the hit ratio means "requests answered from the cache".
+        """
+        result = self._get(key)
+        if record:
+            metrics.audio_cache_requests_total.labels("hit" if result else "miss").inc()
+        return result
+
+    def _get(self, key: str) -> CachedAudio | None:
+        with self._sessions() as session:
+            entry = session.get(CacheEntry, key)
+            if entry is None:
+                return None
+            path = self.path_for(key, entry.format)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                log.warning("cache file missing; dropping its entry", extra={"cache_key": key})
+                session.delete(entry)
+                session.commit()
+                return None
+            session.execute(
+                update(CacheEntry)
+                .where(col(CacheEntry.key) == key)
+                .values(last_used_at=utcnow(), hits=CacheEntry.hits + 1)
+            )
+            session.commit()
+            return CachedAudio(key, entry.format, data, entry.duration_s)
+
+    def entry(self, key: str) -> CacheEntry | None:
+        """The metadata of ``key`` if its file is there (recency untouched, nothing read)."""
+        with self._sessions() as session:
+            entry = session.get(CacheEntry, key)
+        if entry is None or not self.path_for(key, entry.format).exists():
+            return None
+        return entry
+
+    def put(self, key: str, format: AudioFormat, data: bytes, *, duration_s: float) -> None:
+        """Store ``data`` under ``key`` atomically, then evict down to the cap (never ``key``)."""
+        path = self.path_for(key, format)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(data)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        self._upsert(key, format, len(data), duration_s)
+        self.evict(keep=key)
+
+    def _upsert(self, key: str, format: AudioFormat, size: int, duration_s: float) -> None:
+        now = utcnow()
+        with self._sessions() as session:
+            entry = session.get(CacheEntry, key)
+            if entry is not None:
+                entry.format, entry.size_bytes, entry.duration_s = format, size, duration_s
+                entry.last_used_at = now
+                session.add(entry)
+                session.commit()
+                return
+            session.add(
+                CacheEntry(
+                    key=key,
+                    format=format,
+                    size_bytes=size,
+                    duration_s=duration_s,
+                    created_at=now,
+                    last_used_at=now,
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # another process stored the same key: same content
+
+    def total_bytes(self) -> int:
+        with self._sessions() as session:
+            return int(
+                session.exec(select(func.coalesce(func.sum(CacheEntry.size_bytes), 0))).one()
+            )
+
+    def evict(self, *, keep: str | None = None) -> int:
+        """Remove least recently used entries until the total fits the cap; returns how many."""
+        removed = 0
+        with self._lock:
+            while True:
+                total = self.total_bytes()
+                if total <= self.max_bytes:
+                    break
+                victims = self._oldest(exclude=keep)
+                if not victims:
+                    break
+                for entry in victims:
+                    if total <= self.max_bytes:
+                        break
+                    if self._remove(entry):
+                        removed += 1
+                    total -= entry.size_bytes
+        if removed:
+            self._evictions += removed
+            metrics.audio_cache_evictions_total.inc(removed)
+            log.info("cache evicted entries", extra={"evicted": removed})
+        return removed
+
+    def _oldest(self, *, exclude: str | None) -> list[CacheEntry]:
+        with self._sessions() as session:
+            query = select(CacheEntry).order_by(col(CacheEntry.last_used_at)).limit(_EVICT_BATCH)
+            if exclude is not None:
+                query = query.where(col(CacheEntry.key) != exclude)
+            return list(session.exec(query).all())
+
+    def _remove(self, entry: CacheEntry) -> bool:
+        """Delete one entry and its file; False if another process got there first."""
+        with self._sessions() as session:
+            result = session.execute(delete(CacheEntry).where(col(CacheEntry.key) == entry.key))
+            session.commit()
+        with contextlib.suppress(FileNotFoundError):
+            self.path_for(entry.key, entry.format).unlink()
+        return bool(getattr(result, "rowcount", 0))
+
+    def purge(self) -> int:
+        """Remove every entry and file; returns the number of entries removed."""
+        removed = 0
+        while True:
+            batch = self._oldest(exclude=None)
+            if not batch:
+                break
+            removed += sum(1 for entry in batch if self._remove(entry))
+        log.info("cache purged", extra={"removed": removed})
+        return removed
+
+    def stats(self) -> dict[str, int]:
+        """Entries, bytes, cap, hits and evictions: two aggregates, no directory walk."""
+        with self._sessions() as session:
+            entries, size, hits = session.exec(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(CacheEntry.size_bytes), 0),
+                    func.coalesce(func.sum(CacheEntry.hits), 0),
+                ).select_from(CacheEntry)
+            ).one()
+        return {
+            "entries": int(entries),
+            "size_bytes": int(size),
+            "max_bytes": self.max_bytes,
+            "hits": int(hits),
+            "evictions": self._evictions,
+        }
+
+    def sweep_temp_files(self, *, older_than_s: float = 3600.0) -> int:
+        """Delete temporary files a crashed writer left behind; returns how many."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for path in self.root.glob("*/*/.tmp-*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
+
+    def writable(self) -> tuple[bool, str | None]:
+        """Can a file be created and removed in the cache directory?"""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+            os.close(fd)
+            os.unlink(name)
+        except OSError as exc:
+            return False, f"{type(exc).__name__}: {exc.strerror or exc}"
+        return True, None

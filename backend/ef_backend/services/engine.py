@@ -1,0 +1,310 @@
+"""`EngineClient`: HTTP to ef_tts, speaking the Coqui TTS server API.
+
+Because only the stock API is required (``/api/tts`` with text and speaker id), a stock Coqui
+``tts-server`` works too: voices then come from its MaryTTS ``/voices`` list (or one ``default``
+voice) and its model name from ``/details``. ef_tts adds ``/api/voices``, ``/health``, a
+``speed`` parameter and the ``X-EF-Speed-Applied`` header.
+
+Failures become two domain errors the queue can act on: `EngineUnavailable` (``reason``
+unreachable, timeout or engine_error: worth retrying) and `EngineRejected` (a 4xx: the input
+itself is refused). Connection failures are retried here with a short backoff; anything slower
+is the queue's business. Every call carries W3C trace context, so ef_tts continues the trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from opentelemetry import propagate, trace
+
+from ef_backend.core.errors import EngineRejected, EngineUnavailable
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+__all__ = ["EngineAudio", "EngineClient", "EngineInfo", "EngineVoice"]
+
+#: Backoff before the n-th retry of a refused connection: 0.2 s, 0.4 s, 0.8 s ...
+_CONNECT_BACKOFF_S = 0.2
+#: What a client is told to wait when the engine is down.
+RETRY_AFTER_S = 5.0
+#: The voice id given to a stock server's only voice; sent to it as an empty speaker id.
+DEFAULT_VOICE_ID = "default"
+_DETAILS_MODEL = re.compile(r"<td>\s*model_name\s*</td>\s*<td>\s*([^<\s][^<]*?)\s*</td>", re.I)
+
+
+@dataclass(frozen=True)
+class EngineVoice:
+    """A voice the engine offers."""
+
+    id: str
+    name: str
+    language: str | None
+    engine: str
+    sample_rate: int | None
+    default: bool
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the engine says about itself (``GET /health``)."""
+
+    engine: str
+    model: str
+    loaded: bool
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class EngineAudio:
+    """One synthesis: a WAV, and whether the engine already applied the requested speed."""
+
+    wav: bytes
+    speed_applied: bool
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The engine's own explanation: ``{"error": {"message"}}``, ``{"error": "..."}`` or text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error", body.get("detail"))
+        if isinstance(error, dict):
+            return str(error.get("message") or error)[:300]
+        if error:
+            return str(error)[:300]
+    return str(body)[:300]
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(1.0, float(response.headers.get("Retry-After", RETRY_AFTER_S)))
+    except ValueError:
+        return RETRY_AFTER_S
+
+
+class EngineClient:
+    """Async client of one engine at ``base_url``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 3.0,
+        retries: int = 2,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stock_default = False  # a stock server without voices: send an empty speaker id
+
+    def _http(self) -> httpx.AsyncClient:
+        # One connection pool per event loop (tests run several loops in one process).
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout)
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(RuntimeError):  # its event loop is gone: nothing to close
+                await client.aclose()
+
+    async def _request(
+        self, method: str, path: str, *, timeout: httpx.Timeout | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send with trace context; retry refused connections; map transport errors."""
+        with tracer.start_as_current_span(
+            f"engine {method} {path}", kind=trace.SpanKind.CLIENT
+        ) as span:
+            span.set_attribute("http.request.method", method)
+            span.set_attribute("url.full", f"{self.base_url}{path}")
+            headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
+            propagate.inject(headers)
+            attempt = 0
+            while True:
+                try:
+                    response = await self._http().request(
+                        method,
+                        path,
+                        headers=headers,
+                        timeout=timeout or self._timeout,
+                        **kwargs,
+                    )
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    if attempt < self.retries:
+                        await asyncio.sleep(_CONNECT_BACKOFF_S * 2**attempt)
+                        attempt += 1
+                        continue
+                    span.set_status(trace.StatusCode.ERROR, "unreachable")
+                    raise EngineUnavailable(
+                        f"The speech engine at {self.base_url} is unreachable "
+                        f"({type(exc).__name__}); is ef_tts running?",
+                        reason="unreachable",
+                    ) from exc
+                except httpx.TimeoutException as exc:
+                    span.set_status(trace.StatusCode.ERROR, "timeout")
+                    raise EngineUnavailable(
+                        f"The speech engine at {self.base_url} did not answer in time "
+                        f"({type(exc).__name__}).",
+                        reason="timeout",
+                    ) from exc
+                except httpx.TransportError as exc:
+                    span.set_status(trace.StatusCode.ERROR, "unreachable")
+                    raise EngineUnavailable(
+                        f"The connection to the speech engine at {self.base_url} failed "
+                        f"({type(exc).__name__}).",
+                        reason="unreachable",
+                    ) from exc
+                span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 500:
+                    span.set_status(trace.StatusCode.ERROR, f"HTTP {response.status_code}")
+                return response
+
+    def _raise_for_status(self, response: httpx.Response, what: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        message = _error_message(response)
+        if status >= 500 or status in (404, 405, 408, 429):
+            raise EngineUnavailable(
+                f"The speech engine failed {what} (HTTP {status}): {message}",
+                reason="engine_error",
+                retry_after=_retry_after(response),
+            )
+        raise EngineRejected(f"The speech engine refused {what} (HTTP {status}): {message}")
+
+    async def synthesize(
+        self,
+        text: str,
+        *,
+        voice: str | None,
+        speed: float = 1.0,
+        language: str | None = None,
+        timeout_s: float | None = None,
+    ) -> EngineAudio:
+        """A WAV of ``text``; ``voice`` None or "" is the engine's default voice.
+
+        ``timeout_s`` overrides the client's read timeout (the health probe keeps it short).
+        """
+        timeout = None if timeout_s is None else httpx.Timeout(timeout_s, connect=timeout_s)
+        speaker = voice or ""
+        if self._stock_default and speaker == DEFAULT_VOICE_ID:
+            speaker = ""
+        form = {
+            "text": text,
+            "speaker_id": speaker,
+            "language_id": language or "",
+            "style_wav": "",
+        }
+        if abs(speed - 1.0) > 1e-9:
+            form["speed"] = f"{speed:g}"
+        # POST keeps the text out of URLs (and so out of access logs); very old stock servers
+        # only know GET.
+        response = await self._request("POST", "/api/tts", data=form, timeout=timeout)
+        if response.status_code == 405:
+            response = await self._request("GET", "/api/tts", params=form, timeout=timeout)
+        self._raise_for_status(response, "the synthesis")
+        content_type = response.headers.get("content-type", "")
+        if not content_type.startswith("audio/") and not response.content.startswith(b"RIFF"):
+            raise EngineUnavailable(
+                f"The speech engine answered {content_type or 'no content type'} instead of audio.",
+                reason="engine_error",
+            )
+        applied = response.headers.get("X-EF-Speed-Applied") == "1" or abs(speed - 1.0) < 1e-9
+        return EngineAudio(wav=response.content, speed_applied=applied)
+
+    async def voices(self) -> list[EngineVoice]:
+        """ef_tts's ``/api/voices``, a stock server's MaryTTS ``/voices``, or one default voice."""
+        response = await self._request("GET", "/api/voices")
+        if response.status_code == 200:
+            body = response.json()
+            items = body.get("data", body.get("voices")) if isinstance(body, dict) else body
+            voices = [self._voice(item) for item in items or [] if isinstance(item, dict)]
+            if voices:
+                self._stock_default = False
+                return voices
+        elif response.status_code != 404:
+            self._raise_for_status(response, "the voice list")
+        return await self._stock_voices()
+
+    def _voice(self, item: dict[str, Any]) -> EngineVoice:
+        voice_id = str(item.get("id") or item.get("name") or "")
+        rate = item.get("sample_rate")
+        return EngineVoice(
+            id=voice_id,
+            name=str(item.get("name") or voice_id),
+            language=item.get("language") or None,
+            engine=str(item.get("engine") or "unknown"),
+            sample_rate=int(rate) if isinstance(rate, int | float) else None,
+            default=bool(item.get("default", False)),
+        )
+
+    async def _stock_voices(self) -> list[EngineVoice]:
+        response = await self._request("GET", "/voices")
+        voices: list[EngineVoice] = []
+        if response.status_code == 200 and "html" not in response.headers.get("content-type", ""):
+            for index, line in enumerate(response.text.splitlines()):
+                parts = line.split()
+                if not parts:
+                    continue
+                language = parts[1] if len(parts) > 1 else None
+                voices.append(EngineVoice(parts[0], parts[0], language, "coqui", None, index == 0))
+        if len(voices) > 1:
+            self._stock_default = False
+            return voices
+        # A single-speaker model ignores the speaker id: one "default" voice says it plainly.
+        self._stock_default = True
+        language = voices[0].language if voices else None
+        return [EngineVoice(DEFAULT_VOICE_ID, "Default voice", language, "coqui", None, True)]
+
+    async def info(self) -> EngineInfo:
+        """``GET /health``; for a stock server (no /health) the model comes from /details."""
+        response = await self._request("GET", "/health")
+        if response.status_code == 404:
+            return await self._stock_info()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        status = str(body.get("status") or ("ok" if response.status_code == 200 else "failed"))
+        error = body.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        if response.status_code >= 400 and not error:
+            error = f"HTTP {response.status_code}: {_error_message(response)}"
+        return EngineInfo(
+            engine=str(body.get("engine") or "unknown"),
+            model=str(body.get("model") or self._url_model()),
+            loaded=response.status_code == 200 and status == "ok",
+            status=status,
+            error=str(error) if error else None,
+        )
+
+    async def _stock_info(self) -> EngineInfo:
+        response = await self._request("GET", "/details")
+        match = _DETAILS_MODEL.search(response.text) if response.status_code == 200 else None
+        model = match.group(1) if match and match.group(1) != "None" else self._url_model()
+        # A stock tts-server only answers once its model is loaded.
+        return EngineInfo(engine="coqui", model=model, loaded=True, status="ok", error=None)
+
+    def _url_model(self) -> str:
+        parts = urlsplit(self.base_url)
+        return f"tts-server@{parts.netloc}"

@@ -1,0 +1,177 @@
+"""What the backend knows about its engine: identity, voices, and the health probe.
+
+The engine's identity (engine and model name) is part of every cache key, and its voices decide
+what a request may ask for. Both are remembered, so that cached audio is still served and jobs
+are still queued while the engine is briefly down. The health probe (a short sample synthesis)
+is cached a few seconds so that health checks can never overload the engine, and it sets
+``ef_tts_engine_up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from ef_backend.core.config import OPENAI_VOICES, Settings
+from ef_backend.core.errors import EngineRejected, EngineUnavailable, UnknownVoice
+from ef_backend.observability import metrics
+from ef_backend.services import audio
+from ef_backend.services.engine import EngineClient, EngineInfo, EngineVoice
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EngineHealth", "EngineState"]
+
+#: The health probe's sample synthesis: short, and never allowed to hang a health check.
+PROBE_TEXT = "Ready."
+PROBE_TIMEOUT_S = 10.0
+#: How long the voice list is trusted before it is asked for again.
+VOICES_TTL_S = 30.0
+#: How long a failed probe makes new synthesis fail fast instead of queueing.
+FAIL_FAST_S = 5.0
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    """The last engine probe: reachable, model loaded, sample-synthesis latency."""
+
+    reachable: bool
+    model_loaded: bool
+    latency_s: float | None
+    engine: str
+    model: str
+    error: str | None
+    checked_at: float
+
+
+class EngineState:
+    """The engine as last seen through ``client``."""
+
+    def __init__(self, client: EngineClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self._info: EngineInfo | None = None
+        self._voices: list[EngineVoice] | None = None
+        self._voices_at = 0.0
+        self._health: EngineHealth | None = None
+        self._lock: asyncio.Lock | None = None
+
+    async def identity(self) -> EngineInfo:
+        """Engine and model name (part of every key); the last known one if the engine is down."""
+        if self._info is None:
+            self._info = await self.client.info()
+        return self._info
+
+    def down(self) -> EngineUnavailable | None:
+        """The error to fail fast with when a fresh probe could not reach the engine."""
+        health = self._health
+        if health is None or health.reachable or time.time() - health.checked_at > FAIL_FAST_S:
+            return None
+        return EngineUnavailable(
+            health.error or "The speech engine is unreachable.", reason="unreachable"
+        )
+
+    async def voices(self) -> list[EngineVoice]:
+        """The engine's voices (cached a little; the last known list while the engine is down)."""
+        now = time.monotonic()
+        if self._voices is not None and now - self._voices_at < VOICES_TTL_S:
+            return self._voices
+        try:
+            voices = await self.client.voices()
+        except EngineUnavailable:
+            if self._voices is not None:
+                return self._voices
+            raise
+        self._voices, self._voices_at = voices, now
+        return voices
+
+    async def resolve_voice(self, voice: str | None) -> str:
+        """An engine voice id for ``voice``: None/"" is the default, OpenAI names map."""
+        voices = await self.voices()
+        ids = [v.id for v in voices]
+        if not ids:
+            raise EngineUnavailable("The speech engine offers no voices.", reason="engine_error")
+        default = self.default_voice(voices)
+        if not voice:
+            return default
+        if voice in ids:
+            return voice
+        mapped = self.settings.voice_map.get(voice) or self.settings.voice_map.get(voice.lower())
+        if mapped:
+            if mapped in ids:
+                return mapped
+            log.warning(
+                "EF_VOICE_MAP names a voice the engine lacks; using the default",
+                extra={"openai_voice": voice, "mapped": mapped},
+            )
+            return default
+        if voice.lower() in OPENAI_VOICES:
+            return default
+        shown = ", ".join(ids[:50]) + (" ..." if len(ids) > 50 else "")
+        raise UnknownVoice(
+            f"Unknown voice {voice!r}. Valid voices: {shown}. OpenAI voice names "
+            f"({', '.join(OPENAI_VOICES[:6])}, ...) are accepted too.",
+            valid=ids,
+        )
+
+    def default_voice(self, voices: list[EngineVoice]) -> str:
+        """EF_DEFAULT_VOICE if the engine has it, else the engine's own default."""
+        ids = [v.id for v in voices]
+        configured = self.settings.default_voice
+        if configured:
+            if configured in ids:
+                return configured
+            log.warning("EF_DEFAULT_VOICE is not a voice of the engine; using the engine's default")
+        return next((v.id for v in voices if v.default), ids[0])
+
+    async def health(self, *, max_age_s: float = 5.0) -> EngineHealth:
+        """The engine probe, cached ``max_age_s`` so health checks cannot overload the engine."""
+        health = self._health
+        if health is not None and time.time() - health.checked_at < max_age_s:
+            return health
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            health = self._health
+            if health is not None and time.time() - health.checked_at < max_age_s:
+                return health  # another caller probed while we waited
+            health = await self._probe()
+            self._health = health
+        up = health.reachable and health.model_loaded and health.error is None
+        metrics.tts_engine_up.set(1.0 if up else 0.0)
+        return health
+
+    async def _probe(self) -> EngineHealth:
+        checked_at = time.time()
+        known = self._info
+        try:
+            info = await self.client.info()
+        except EngineUnavailable as exc:
+            return EngineHealth(
+                reachable=False,
+                model_loaded=False,
+                latency_s=None,
+                engine=known.engine if known else "unknown",
+                model=known.model if known else "unknown",
+                error=exc.message,
+                checked_at=checked_at,
+            )
+        if not info.loaded:
+            why = info.error or info.status
+            return EngineHealth(True, False, None, info.engine, info.model, why, checked_at)
+        self._info = info  # the engine may have been restarted with another model
+        voice = self.default_voice(self._voices) if self._voices else None
+        started = time.perf_counter()
+        error: str | None = None
+        latency: float | None = None
+        try:
+            result = await self.client.synthesize(
+                PROBE_TEXT, voice=voice, timeout_s=PROBE_TIMEOUT_S
+            )
+            await asyncio.to_thread(audio.read_wav, result.wav)
+            latency = time.perf_counter() - started
+        except (EngineUnavailable, EngineRejected, audio.AudioDecodeError) as exc:
+            error = f"sample synthesis failed: {getattr(exc, 'message', exc)}"
+        return EngineHealth(True, True, latency, info.engine, info.model, error, checked_at)

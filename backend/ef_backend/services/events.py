@@ -1,0 +1,48 @@
+"""In-process wake-ups between request handlers and workers.
+
+Waiters in this process are woken at once when a worker changes a job (a sentence landed, the job
+finished) and workers are woken when a job is queued. Nothing depends on these signals for
+correctness: every wait also times out and re-reads the database, which is how a waiter learns
+about work done by another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+__all__ = ["JobEvents"]
+
+
+class JobEvents:
+    """Per-job change signals and one "work is queued" signal; loop-local, cheap, lossy."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, asyncio.Event] = {}
+        self._work = asyncio.Event()
+
+    def watch(self, job_id: str) -> asyncio.Event:
+        """The event the next change of ``job_id`` sets; take it *before* reading the job."""
+        event = self._jobs.get(job_id)
+        if event is None:
+            event = self._jobs[job_id] = asyncio.Event()
+        return event
+
+    def changed(self, job_id: str) -> None:
+        """Wake everyone watching ``job_id``; later watchers get a fresh event."""
+        event = self._jobs.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+        """Wait for ``event`` or ``timeout`` seconds, whichever comes first."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=max(0.0, timeout))
+
+    def work_queued(self) -> None:
+        self._work.set()
+
+    async def wait_for_work(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout=timeout)
+        self._work.clear()

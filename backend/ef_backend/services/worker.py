@@ -1,0 +1,332 @@
+"""Queue workers: claim a job, synthesise it sentence by sentence, store the result.
+
+``EF_TTS_CONCURRENCY`` workers run as asyncio tasks in the backend process. Each sentence is
+cached on its own (so a repeated sentence is never synthesised twice and a retried or recovered
+job resumes where it stopped), ``sentences_done`` advances after each, and the lease is renewed
+in the background while the job runs. Transient engine errors are retried in place with
+exponential backoff up to ``EF_JOB_MAX_ATTEMPTS``; a refusal fails the job at once.
+Blocking work (database, decoding, encoding) runs in threads so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+from opentelemetry import trace
+
+from ef_backend.core.errors import EngineRejected, EngineUnavailable
+from ef_backend.models import AudioFormat, Job, utcnow
+from ef_backend.observability import metrics
+from ef_backend.services import audio
+from ef_backend.services.cache import AudioCache
+from ef_backend.services.engine import EngineClient
+from ef_backend.services.events import JobEvents
+from ef_backend.services.plan import plan
+from ef_backend.services.queue import JobQueue
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+__all__ = ["WorkerPool", "WorkerSettings"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: How long an idle worker sleeps before it looks at the database again (other processes may
+#: have queued work; in this process an event wakes it at once).
+IDLE_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int
+    max_attempts: int
+    retry_backoff_s: float
+    lease_s: float
+
+
+async def _traced(name: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Blocking work (database, files, encoding) in a thread, in a span of its own."""
+    with tracer.start_as_current_span(name):
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+class _JobFailed(Exception):
+    """Stops a job for good with a reason from FAILURE_REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class _LeaseLost(Exception):
+    """Another worker owns the job now (our lease ran out while we stalled)."""
+
+
+class WorkerPool:
+    """Start, run and stop the worker tasks of one process."""
+
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        cache: AudioCache,
+        client: EngineClient,
+        events: JobEvents,
+        settings: WorkerSettings,
+    ) -> None:
+        self.queue = queue
+        self.cache = cache
+        self.client = client
+        self.events = events
+        self.settings = settings
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._host = socket.gethostname()
+        self._token = uuid.uuid4().hex[:8]
+        # host:pid:token:index; the token tells this process from an earlier one with its pid.
+        self._prefix = f"{self._host}:{os.getpid()}:{self._token}"
+
+    @property
+    def size(self) -> int:
+        return len(self._tasks)
+
+    def start(self) -> None:
+        self._stopping.clear()
+        for index in range(self.settings.concurrency):
+            worker_id = f"{self._prefix}:{index}"
+            self._tasks.append(asyncio.create_task(self._run(worker_id), name=f"ef-worker-{index}"))
+        log.info("workers started", extra={"workers": self.settings.concurrency})
+
+    def is_dead(self, worker_id: str) -> bool:
+        """Is ``worker_id`` a worker of a process on this host that no longer runs?
+
+        True only when certain: same host and either our pid with another token (an earlier
+        life of this process, as in a restarted container where the server is pid 1) or a pid
+        that does not exist. Workers on other hosts are left to their lease.
+        """
+        parts = worker_id.split(":")
+        if len(parts) != 4 or parts[0] != self._host or not parts[1].isdigit():
+            return False
+        pid, token = int(parts[1]), parts[2]
+        if pid == os.getpid():
+            return token != self._token
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # it exists, owned by someone else
+        return False
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Let running jobs finish for ``grace_s``, then cancel them (back into the queue)."""
+        self._stopping.set()
+        self.events.work_queued()  # wake idle workers so they see the stop
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        log.info("workers stopped", extra={"released": len(pending)})
+
+    async def _run(self, worker_id: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = await asyncio.to_thread(self.queue.claim, worker_id)
+            except Exception:
+                log.exception("claiming a job failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if job is None:
+                await self.events.wait_for_work(IDLE_POLL_S)
+                continue
+            await self.process(job, worker_id)
+
+    async def process(self, job: Job, worker_id: str) -> None:
+        """Run one claimed job to its end (succeeded, failed, or released on cancellation)."""
+        created = job.created_at
+        started = job.started_at or utcnow()
+        metrics.tts_queue_wait_seconds.observe(max(0.0, (started - created).total_seconds()))
+        metrics.tts_jobs_in_progress.inc()
+        renewer = asyncio.create_task(self._renew(job.id, worker_id))
+        log.info(
+            "job started",
+            extra={"job_id": job.id, "attempt": job.attempts, "text_chars": len(job.text)},
+        )
+        try:
+            with tracer.start_as_current_span("job.process") as span:
+                span.set_attribute("ef.job_id", job.id)
+                span.set_attribute("ef.text_chars", len(job.text))
+                await self._synthesize_job(job, worker_id, renewer)
+        except asyncio.CancelledError:
+            # Shutdown: another worker (maybe after a restart) will pick it up again.
+            self.queue.release(job.id, worker_id)
+            log.warning("job released on shutdown", extra={"job_id": job.id})
+            raise
+        except _LeaseLost:
+            log.warning("job lease lost; another worker has it", extra={"job_id": job.id})
+        except _JobFailed as exc:
+            await asyncio.to_thread(
+                self.queue.fail, job.id, worker_id, reason=exc.reason, error=exc.message
+            )
+            metrics.tts_jobs_total.labels("failed").inc()
+            log.warning(
+                "job failed", extra={"job_id": job.id, "reason": exc.reason, "error": exc.message}
+            )
+        except Exception as exc:
+            log.exception("job crashed", extra={"job_id": job.id})
+            await asyncio.to_thread(
+                self.queue.fail,
+                job.id,
+                worker_id,
+                reason="engine_error",
+                error=f"internal error ({type(exc).__name__}); see the backend log",
+            )
+            metrics.tts_jobs_total.labels("failed").inc()
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            metrics.tts_jobs_in_progress.dec()
+            self.events.changed(job.id)
+
+    async def _renew(self, job_id: str, worker_id: str) -> None:
+        interval = max(0.05, self.settings.lease_s / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                owned = await asyncio.to_thread(self.queue.renew, job_id, worker_id)
+            except Exception:
+                log.exception("lease renewal failed", extra={"job_id": job_id})
+                continue
+            if not owned:
+                return
+
+    async def _synthesize_job(self, job: Job, worker_id: str, renewer: asyncio.Task[None]) -> None:
+        speech = plan(
+            engine=job.engine,
+            model=job.model,
+            voice=job.voice,
+            speed=job.speed,
+            format=job.format,
+            text=job.text,
+        )
+        if not speech.sentences:
+            raise _JobFailed("rejected", "There is nothing to say: the text has no words.")
+        done = await asyncio.to_thread(self.cache.entry, job.cache_key)
+        if done is not None:
+            # The same request was answered before (maybe by a job that is gone): reuse it.
+            await asyncio.to_thread(
+                self.queue.complete, job.id, worker_id, audio_seconds=done.duration_s
+            )
+            metrics.tts_jobs_total.labels("succeeded").inc()
+            return
+        if json.loads(job.sentence_keys) != list(speech.sentence_keys):
+            # Written by an older version with other splitting rules: readers follow the new plan.
+            await asyncio.to_thread(
+                self.queue.set_sentences, job.id, worker_id, list(speech.sentence_keys)
+            )
+        attempts = job.attempts
+        if attempts > self.settings.max_attempts:
+            raise _JobFailed(
+                "engine_error",
+                f"Gave up after {attempts - 1} attempts: the worker stopped each time.",
+            )
+        sentences: list[audio.Pcm] = []
+        for index, (sentence, key) in enumerate(
+            zip(speech.sentences, speech.sentence_keys, strict=True)
+        ):
+            cached = await _traced("cache.lookup", self.cache.get, key, record=False)
+            if cached is not None:
+                pcm = await asyncio.to_thread(audio.read_wav, cached.data)
+            else:
+                pcm, attempts = await self._sentence(job, worker_id, sentence, attempts)
+                wav = await asyncio.to_thread(audio.to_wav, pcm)
+                await asyncio.to_thread(
+                    self.cache.put, key, AudioFormat.wav, wav, duration_s=pcm.duration_s
+                )
+            sentences.append(pcm)
+            if renewer.done():
+                raise _LeaseLost
+            if not await _traced("db.progress", self.queue.progress, job.id, worker_id, index + 1):
+                raise _LeaseLost
+            self.events.changed(job.id)
+        joined = await asyncio.to_thread(audio.join, sentences)
+        data = await _traced("audio.encode", audio.encode, joined, job.format)
+        await _traced(
+            "cache.store",
+            self.cache.put,
+            job.cache_key,
+            job.format,
+            data,
+            duration_s=joined.duration_s,
+        )
+        if not await _traced(
+            "db.complete", self.queue.complete, job.id, worker_id, audio_seconds=joined.duration_s
+        ):
+            raise _LeaseLost
+        metrics.tts_jobs_total.labels("succeeded").inc()
+        log.info(
+            "job succeeded",
+            extra={"job_id": job.id, "audio_seconds": round(joined.duration_s, 3)},
+        )
+
+    async def _sentence(
+        self, job: Job, worker_id: str, sentence: str, attempts: int
+    ) -> tuple[audio.Pcm, int]:
+        """One sentence from the engine, retrying transient failures; (pcm, attempts so far)."""
+        while True:
+            started = time.perf_counter()
+            try:
+                with tracer.start_as_current_span("engine.synthesize") as span:
+                    span.set_attribute("ef.text_chars", len(sentence))
+                    result = await self.client.synthesize(
+                        sentence, voice=job.voice, speed=job.speed
+                    )
+                elapsed = time.perf_counter() - started
+                pcm = await asyncio.to_thread(audio.read_wav, result.wav)
+            except EngineRejected as exc:
+                metrics.tts_failures_total.labels("rejected").inc()
+                raise _JobFailed("rejected", exc.message) from exc
+            except (EngineUnavailable, audio.AudioDecodeError) as exc:
+                reason = exc.reason if isinstance(exc, EngineUnavailable) else "engine_error"
+                message = exc.message if isinstance(exc, EngineUnavailable) else str(exc)
+                metrics.tts_failures_total.labels(reason).inc()
+                if attempts >= self.settings.max_attempts:
+                    raise _JobFailed(reason, message) from exc
+                attempts += 1
+                await asyncio.to_thread(self.queue.note_retry, job.id, worker_id, message)
+                metrics.tts_jobs_total.labels("retried").inc()
+                delay = self.settings.retry_backoff_s * 2 ** (attempts - 2)
+                log.warning(
+                    "engine call failed; retrying",
+                    extra={
+                        "job_id": job.id,
+                        "reason": reason,
+                        "attempt": attempts,
+                        "delay_s": delay,
+                    },
+                )
+                await asyncio.sleep(delay)
+                continue
+            metrics.tts_synthesis_duration_seconds.labels(
+                job.engine or "unknown", job.voice
+            ).observe(elapsed)
+            if not result.speed_applied:
+                pcm = await asyncio.to_thread(audio.change_tempo, pcm, job.speed)
+            metrics.tts_audio_seconds_total.inc(pcm.duration_s)
+            return pcm, attempts

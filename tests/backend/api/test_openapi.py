@@ -1,0 +1,107 @@
+"""The OpenAPI document describes every operation: tags, summary, success and error responses."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.utils.procs import Server
+
+pytestmark = pytest.mark.server
+
+GUARDED = {
+    # prefix: errors every operation under it must document (plus 422 where it takes input)
+    "/api/v1/speech": {"401", "429", "500", "503"},
+    "/api/v1/jobs": {"401", "429", "500"},
+    "/api/v1/voices": {"429", "500", "503"},
+    "/v1/": {"401", "429", "500"},
+    "/api/admin": {"403", "429", "500"},
+    "/health": {"500"},
+}
+ERROR_SCHEMAS = {"ErrorResponse", "OpenAIErrorResponse", "HealthPublic", "EngineHealthPublic"}
+
+
+@pytest.fixture(scope="module")
+def spec(backend: Server) -> dict[str, object]:
+    response = httpx.get(backend.url + "/openapi.json")
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _operations(spec: dict[str, object]) -> list[tuple[str, str, dict[str, object]]]:
+    paths = spec["paths"]
+    assert isinstance(paths, dict)
+    return [
+        (path, method, op)
+        for path, item in paths.items()
+        for method, op in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+
+
+def test_every_route_is_in_the_document(spec: dict[str, object]) -> None:
+    ops = {(path, method) for path, method, _ in _operations(spec)}
+    expected = {
+        ("/api/v1/speech", "post"),
+        ("/api/v1/jobs", "post"),
+        ("/api/v1/jobs", "get"),
+        ("/api/v1/jobs/{job_id}", "get"),
+        ("/api/v1/jobs/{job_id}", "delete"),
+        ("/api/v1/jobs/{job_id}/audio", "get"),
+        ("/api/v1/voices", "get"),
+        ("/v1/audio/speech", "post"),
+        ("/v1/models", "get"),
+        ("/api/admin/queue", "get"),
+        ("/api/admin/jobs/failed", "get"),
+        ("/api/admin/jobs/{job_id}/retry", "post"),
+        ("/api/admin/cache", "get"),
+        ("/api/admin/cache", "delete"),
+        ("/health", "get"),
+        ("/health/ready", "get"),
+        ("/health/live", "get"),
+        ("/health/tts", "get"),
+    }
+    assert expected <= ops, expected - ops
+
+
+def test_every_operation_documents_its_errors(spec: dict[str, object]) -> None:
+    problems: list[str] = []
+    for path, method, op in _operations(spec):
+        where = f"{method.upper()} {path}"
+        if not op.get("summary"):
+            problems.append(f"{where}: no summary")
+        if not op.get("tags"):
+            problems.append(f"{where}: no tag")
+        responses = op["responses"]
+        assert isinstance(responses, dict)
+        ok = [code for code in responses if code.startswith("2")]
+        if not ok or not responses[ok[0]].get("content"):
+            problems.append(f"{where}: no documented success body")
+        takes_input = bool(op.get("parameters") or op.get("requestBody"))
+        for prefix, required in GUARDED.items():
+            if path.startswith(prefix):
+                missing = (required | ({"422"} if takes_input else set())) - set(responses)
+                if missing:
+                    problems.append(f"{where}: errors {sorted(missing)} not documented")
+        for code, response in responses.items():
+            if code[0] not in "45":
+                continue
+            refs = str(response.get("content", {}))
+            if not any(name in refs for name in ERROR_SCHEMAS):
+                problems.append(f"{where}: {code} has no error body schema")
+            if not response.get("description"):
+                problems.append(f"{where}: {code} has no description")
+            if "HTTPValidationError" in refs:
+                problems.append(f"{where}: {code} documents FastAPI's default body, not ours")
+    assert not problems, "\n".join(problems)
+
+
+def test_request_bodies_are_described(spec: dict[str, object]) -> None:
+    schemas = spec["components"]["schemas"]  # type: ignore[index]
+    speech = schemas["SpeechStreamBody"]
+    assert speech["properties"]["speed"]["minimum"] == 0.25
+    assert speech["properties"]["speed"]["maximum"] == 4.0
+    assert "AudioFormat" in str(speech["properties"]["format"])
+    openai = schemas["OpenAISpeechBody"]
+    assert openai["required"] == ["input"]
+    assert "mp3" in str(schemas["AudioFormat"]["enum"])

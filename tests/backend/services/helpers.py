@@ -1,0 +1,67 @@
+"""Helpers shared by the service tests: polling, metric reads, job factories."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+
+from ef_backend.models import AudioFormat
+from ef_backend.services.plan import plan
+from ef_backend.services.queue import NewJob
+from prometheus_client import REGISTRY
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool], *, timeout: float = 60.0
+) -> None:
+    """Poll ``check`` until it holds; fail after ``timeout`` s (a bound, not a speed claim)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+def metric(name: str, **labels: str) -> float:
+    """The current value of one sample in the default registry (0 if absent)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def synth_calls() -> float:
+    """Engine calls so far, all engines and voices (one per uncached sentence)."""
+    total = 0.0
+    for family in REGISTRY.collect():
+        if family.name == "ef_tts_synthesis_duration_seconds":
+            name = "ef_tts_synthesis_duration_seconds_count"
+            total += sum(sample.value for sample in family.samples if sample.name == name)
+    return total
+
+
+def new_job(
+    text: str,
+    *,
+    engine: str = "piper",
+    model: str = "joe",
+    voice: str = "joe",
+    speed: float = 1.0,
+    format: AudioFormat = AudioFormat.wav,
+) -> NewJob:
+    """A job as `SpeechService` would queue it (text already normalised)."""
+    speech = plan(engine=engine, model=model, voice=voice, speed=speed, format=format, text=text)
+    return NewJob(
+        text=text,
+        voice=voice,
+        speed=speed,
+        format=format,
+        cache_key=speech.key,
+        engine=engine,
+        model=model,
+        client="tests",
+        sentence_keys=speech.sentence_keys,
+    )

@@ -1,0 +1,140 @@
+"""Storage: the Alembic migration yields exactly the models' schema; SQLite pragmas; metrics."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import ef_backend.models  # noqa: F401  (tables on the metadata)
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from ef_backend.core import db
+from ef_backend.core.config import Settings
+from prometheus_client import REGISTRY
+from sqlalchemy import Engine, create_engine, text
+from sqlmodel import SQLModel
+
+from tests.utils.procs import REPO, VENV_BIN
+
+
+def schema(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    """Tables with their columns and every index's SQL, normalised for comparison."""
+    with engine.connect() as conn:
+        result: dict[str, list[tuple[object, ...]]] = {}
+        for table in ("job", "cache_entry"):
+            result[table] = [
+                tuple(row) for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")
+            ]
+        indexes = conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+            "ORDER BY name"
+        ).all()
+        result["indexes"] = [(name, " ".join(sql.split())) for name, sql in indexes]
+    return result
+
+
+def test_upgrade_head_matches_the_models(settings: Settings, migrated: Engine) -> None:
+    with migrated.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
+    reference = create_engine(f"sqlite:///{settings.data_dir / 'reference.sqlite'}")
+    SQLModel.metadata.create_all(reference)
+    try:
+        assert schema(migrated) == schema(reference)
+    finally:
+        reference.dispose()
+    names = [name for name, _ in schema(migrated)["indexes"]]
+    assert "ux_job_active_cache_key" in names
+    partial = dict(schema(migrated)["indexes"])["ux_job_active_cache_key"]
+    assert "UNIQUE" in str(partial) and "WHERE status IN ('queued', 'running')" in str(partial)
+
+
+def test_migrate_is_idempotent_and_records_the_revision(settings: Settings) -> None:
+    db.migrate(settings)
+    db.migrate(settings)
+    engine = db.make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(migrated: Engine) -> None:
+    with migrated.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == db.SQLITE_BUSY_TIMEOUT_MS
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_db_file_paths_name_the_database_and_its_wal(settings: Settings, migrated: Engine) -> None:
+    paths = db.db_file_paths(settings)
+    base = (settings.data_dir / "db.sqlite").resolve()
+    assert paths == [base, Path(f"{base}-wal"), Path(f"{base}-shm")]
+    assert paths[0].exists()
+    assert db.db_file_paths(Settings(_env_file=None, database_url="postgresql://h/db")) == []  # type: ignore[call-arg]
+
+
+def test_queries_are_timed_by_operation(migrated: Engine) -> None:
+    def count(operation: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "ef_db_query_duration_seconds_count", {"operation": operation}
+        )
+        return value or 0.0
+
+    before = {op: count(op) for op in ("select", "insert", "update", "delete", "other")}
+    with migrated.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cache_entry (key, format, size_bytes, duration_s, created_at,"
+                " last_used_at, hits) VALUES ('k', 'wav', 1, 0, '2024-01-01', '2024-01-01', 0)"
+            )
+        )
+        conn.execute(text("UPDATE cache_entry SET hits = 1"))
+        conn.execute(text("SELECT * FROM cache_entry")).all()
+        conn.execute(text("DELETE FROM cache_entry"))
+        conn.exec_driver_sql("PRAGMA user_version")
+    for operation in before:
+        assert count(operation) >= before[operation] + 1, operation
+
+
+def test_the_alembic_cli_works_with_the_shipped_config(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    config = REPO / "backend" / "ef_backend" / "migrations" / "alembic.ini"
+    alembic = str(VENV_BIN / "alembic")
+    upgrade = subprocess.run(
+        [alembic, "-c", str(config), "-x", f"url={url}", "upgrade", "head"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    current = subprocess.run(
+        [alembic, "-c", str(config), "-x", f"url={url}", "current"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert current.returncode == 0, current.stderr
+    assert "0001 (head)" in current.stdout
+
+
+def test_migrations_downgrade_cleanly(settings: Settings, migrated: Engine) -> None:
+    config = db.alembic_config(settings.db_url)
+    command.downgrade(config, "base")
+    with migrated.connect() as conn:
+        tables = {
+            row[0]
+            for row in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+    assert tables == {"alembic_version"}
+    db.migrate(settings)
+    with migrated.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM job").scalar() == 0
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
+def test_in_memory_sqlite_has_no_files(url: str) -> None:
+    assert db.db_file_paths(Settings(_env_file=None, database_url=url)) == []  # type: ignore[call-arg]

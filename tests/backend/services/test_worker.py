@@ -1,0 +1,223 @@
+"""Workers against real engines: retries, permanent failures, lease expiry, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ef_backend.models import Job, JobStatus
+from ef_backend.services import speech as speech_module
+from ef_backend.services.speech import SpeechRequest, SpeechService
+
+from tests.backend.services.conftest import ServiceFactory
+from tests.backend.services.helpers import metric, new_job, synth_calls, wait_until
+from tests.utils.procs import Server, free_port, start_server
+
+pytestmark = pytest.mark.server
+
+
+def start_piper(port: int, log_dir: Path) -> Server:
+    """A private ef_tts (Piper) on ``port``, for tests that stop and restart the engine."""
+    server = start_server(
+        "ef_tts-piper-private",
+        [sys.executable, "-m", "ef_tts"],
+        port=port,
+        log_dir=log_dir,
+        env={"EF_TTS_ENGINE": "piper", "EF_TTS_HOST": "127.0.0.1", "EF_TTS_PORT": str(port)},
+    )
+    return server.wait_ready("/health", timeout=120)
+
+
+@pytest.fixture
+def private_engines(tmp_path: Path) -> Iterator[list[Server]]:
+    servers: list[Server] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+async def voice_of(service: SpeechService) -> dict[str, str]:
+    """Engine, model and default voice: what a job for this engine is keyed by."""
+    info = await service.engine_info()
+    return {"engine": info.engine, "model": info.model, "voice": await service.resolve_voice(None)}
+
+
+async def finished(service: SpeechService, job_id: str, timeout: float = 60.0) -> Job:
+    def done() -> bool:
+        return service.get_job(job_id).status in (
+            JobStatus.succeeded,
+            JobStatus.failed,
+            JobStatus.cancelled,
+        )
+
+    await wait_until(done, timeout=timeout)
+    return service.get_job(job_id)
+
+
+async def test_engine_stopped_midway_is_retried_until_it_is_back(
+    service_factory: ServiceFactory, private_engines: list[Server], tmp_path: Path
+) -> None:
+    port = free_port()
+    private_engines.append(start_piper(port, tmp_path / "logs"))
+    service = await service_factory(
+        tts_url=f"http://127.0.0.1:{port}", job_retry_backoff_s=0.5, job_max_attempts=8
+    )
+    await service.voices()  # the engine's identity and voices are known from now on
+    await service.engine_info()
+    private_engines.pop().stop()  # the engine goes down
+    retried = metric("ef_tts_jobs_total", outcome="retried")
+    unreachable = metric("ef_tts_failures_total", reason="unreachable")
+    job = await service.submit(SpeechRequest(text="The engine went away. It came back."))
+    await wait_until(lambda: service.get_job(job.id).attempts >= 2, timeout=30)
+    assert service.get_job(job.id).status is JobStatus.running
+    assert "unreachable" in (service.get_job(job.id).error or "")
+    private_engines.append(start_piper(port, tmp_path / "logs"))  # and comes back
+    done = await finished(service, job.id, timeout=90)
+    assert done.status is JobStatus.succeeded, done.error
+    assert done.attempts >= 2 and done.error is None and done.error_reason is None
+    assert metric("ef_tts_jobs_total", outcome="retried") >= retried + 1
+    assert metric("ef_tts_failures_total", reason="unreachable") >= unreachable + 1
+    assert service.job_audio(job.id).data[:4] == b"RIFF"
+
+
+async def test_an_engine_that_stays_down_fails_the_job_with_a_reason(
+    service_factory: ServiceFactory,
+) -> None:
+    service = await service_factory(
+        tts_url=f"http://127.0.0.1:{free_port()}", job_retry_backoff_s=0.05, job_max_attempts=3
+    )
+    retried = metric("ef_tts_jobs_total", outcome="retried")
+    failed = metric("ef_tts_jobs_total", outcome="failed")
+    unreachable = metric("ef_tts_failures_total", reason="unreachable")
+    job, _ = service.queue.enqueue(new_job("Nobody will ever say this."))
+    service.events.work_queued()
+    done = await finished(service, job.id)
+    assert done.status is JobStatus.failed
+    assert done.error_reason == "unreachable" and done.attempts == 3
+    assert "unreachable" in (done.error or "")
+    assert metric("ef_tts_jobs_total", outcome="retried") == retried + 2
+    assert metric("ef_tts_jobs_total", outcome="failed") == failed + 1
+    assert metric("ef_tts_failures_total", reason="unreachable") == unreachable + 3
+    failed_jobs, count = service.failed_jobs(limit=10, offset=0)
+    assert count == 1 and failed_jobs[0].id == job.id
+
+
+async def test_an_engine_refusal_fails_at_once(
+    service_factory: ServiceFactory, piper_tts: Server
+) -> None:
+    service = await service_factory(tts_url=piper_tts.url, job_retry_backoff_s=0.05)
+    keyed = {**await voice_of(service), "voice": "ghost"}
+    rejected = metric("ef_tts_failures_total", reason="rejected")
+    job, _ = service.queue.enqueue(new_job("Say this in a voice that does not exist.", **keyed))
+    service.events.work_queued()
+    done = await finished(service, job.id)
+    assert done.status is JobStatus.failed
+    assert done.error_reason == "rejected" and done.attempts == 1
+    assert metric("ef_tts_failures_total", reason="rejected") == rejected + 1
+
+
+async def test_a_timeout_is_retried_then_fails_with_reason_timeout(
+    service_factory: ServiceFactory, piper_tts: Server
+) -> None:
+    keyed = await voice_of(await service_factory(tts_url=piper_tts.url, start=False))
+    service = await service_factory(
+        tts_url=piper_tts.url,
+        tts_timeout_s=0.001,
+        job_retry_backoff_s=0.05,
+        job_max_attempts=2,
+    )
+    job, _ = service.queue.enqueue(new_job("This takes more than a millisecond.", **keyed))
+    service.events.work_queued()
+    done = await finished(service, job.id)
+    assert (done.status, done.error_reason, done.attempts) == (JobStatus.failed, "timeout", 2)
+
+
+async def test_a_job_of_a_dead_worker_is_requeued_when_its_lease_expires(
+    service_factory: ServiceFactory, piper_tts: Server
+) -> None:
+    service = await service_factory(tts_url=piper_tts.url, job_lease_s=0.6, start=False)
+    engine = await voice_of(service)
+    job, _ = service.queue.enqueue(new_job("A worker died holding me.", **engine))
+    claimed = service.queue.claim("crashed-process:0")
+    assert claimed is not None and claimed.id == job.id
+    await service.start()  # the lease is still valid: the job stays with the dead worker ...
+    assert service.get_job(job.id).worker_id == "crashed-process:0"
+    done = await finished(service, job.id)  # ... until it expires and the requeue loop acts
+    assert done.status is JobStatus.succeeded
+    assert done.worker_id != "crashed-process:0" and done.attempts == 2
+
+
+async def test_expired_jobs_are_requeued_at_start(
+    service_factory: ServiceFactory, piper_tts: Server
+) -> None:
+    service = await service_factory(tts_url=piper_tts.url, job_lease_s=0.2, start=False)
+    engine = await voice_of(service)
+    jobs = [
+        service.queue.enqueue(new_job(f"Left running number {n}.", **engine))[0] for n in range(3)
+    ]
+    for _ in jobs:
+        service.queue.claim("killed-with-signal-9:0")
+    await asyncio.sleep(0.3)
+    await service.start()
+    for job in jobs:
+        assert (await finished(service, job.id)).status is JobStatus.succeeded
+
+
+async def test_stop_releases_a_running_job_and_a_new_process_resumes_it(
+    service_factory: ServiceFactory, piper_tts: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(speech_module, "STOP_GRACE_S", 0.0)
+    text = " ".join(f"This is sentence number {n} of a long announcement." for n in range(12))
+    first = await service_factory(tts_url=piper_tts.url, tts_concurrency=1)
+    job = await first.submit(SpeechRequest(text=text))
+    await wait_until(lambda: first.get_job(job.id).sentences_done >= 2)
+    await first.stop()
+    released = first.get_job(job.id)
+    if released.status is JobStatus.succeeded:
+        pytest.fail("the job finished before stop(): make the text longer")
+    assert released.status is JobStatus.queued and released.worker_id is None
+    assert released.attempts == 0
+    calls = synth_calls()
+    second = await service_factory(tts_url=piper_tts.url, data_dir=first.settings.data_dir)
+    done = await finished(second, job.id)
+    assert done.status is JobStatus.succeeded and done.attempts == 1
+    assert done.sentences_done == done.sentences_total == 12
+    # Sentences finished before the stop came from the cache: only the rest was synthesised.
+    assert synth_calls() - calls <= 12 - released.sentences_done
+
+
+async def test_a_restart_after_kill_9_requeues_at_once_despite_a_long_lease(
+    service_factory: ServiceFactory, piper_tts: Server
+) -> None:
+    service = await service_factory(tts_url=piper_tts.url, job_lease_s=600, start=False)
+    keyed = await voice_of(service)
+    job, _ = service.queue.enqueue(new_job("The process holding me was killed.", **keyed))
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    assert service.queue.claim(f"{socket.gethostname()}:{killed.pid}:deadbeef:0") is not None
+    await service.start()
+    assert service.get_job(job.id).worker_id != f"{socket.gethostname()}:{killed.pid}:deadbeef:0"
+    done = await finished(service, job.id)
+    assert done.status is JobStatus.succeeded and done.attempts == 2
+
+
+async def test_a_waiter_sees_a_job_finished_by_another_process(
+    service_factory: ServiceFactory, piper_tts: Server
+) -> None:
+    """Two services on one database: no in-process signal crosses, the database poll does."""
+    waiter = await service_factory(tts_url=piper_tts.url, start=False)
+    worker = await service_factory(tts_url=piper_tts.url, data_dir=waiter.settings.data_dir)
+    assert waiter.events is not worker.events
+    result = await waiter.synthesize(SpeechRequest(text="Finished somewhere else entirely."))
+    assert not result.cache_hit and result.job_id is not None
+    job = waiter.get_job(result.job_id)
+    assert job.status is JobStatus.succeeded
+    assert job.worker_id is not None and job.worker_id.startswith(
+        f"{socket.gethostname()}:{os.getpid()}:{worker.workers._token}:"
+    )
