@@ -1,0 +1,119 @@
+"""docker-compose.monitoring.yml and the disk exporter's Dockerfile (no Docker engine here:
+the compose-spec schema, hadolint and the references between the files are what can be checked).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.monitoring.support import PROMETHEUS_YML, load_yaml
+from tests.utils.procs import REPO
+
+COMPOSE = REPO / "docker-compose.monitoring.yml"
+MAIN_COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "monitoring" / "disk-exporter" / "Dockerfile"
+BIN = Path(sys.executable).parent
+SERVICES: dict[str, Any] = load_yaml(COMPOSE)["services"]
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    result = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", COMPOSE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    result = subprocess.run(
+        [BIN / "hadolint", DOCKERFILE], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
+    text = DOCKERFILE.read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
+    assert users and not users[-1].startswith(("root", "0")), users
+    assert "HEALTHCHECK" in text
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_service_is_hardened(name: str) -> None:
+    service = SERVICES[name]
+    image = service["image"]
+    if "build" not in service:  # pulled images: pinned to a version, never latest
+        assert re.search(r":v?\d+\.\d+\.\d+$", image), image
+    user = str(service.get("user", ""))
+    assert user and not user.startswith(("0:", "root")) and user != "0", f"{name} runs as root"
+    assert service["read_only"] is True
+    assert "ALL" in service["cap_drop"]
+    assert service["healthcheck"]["test"][0] == "CMD"
+    assert service["networks"] == ["ef_net"]
+    assert set(service["profiles"]) & {"monitoring", "traces"}
+    for port in service.get("ports", []):
+        assert port.startswith("${EF_LAN_BIND:-127.0.0.1}:"), f"{name}: {port}"
+
+
+def test_monitoring_profile_and_optional_traces() -> None:
+    profiles = {name: s["profiles"] for name, s in SERVICES.items()}
+    assert profiles == {
+        "ef_prometheus": ["monitoring"],
+        "ef_alertmanager": ["monitoring"],
+        "ef_grafana": ["monitoring"],
+        "ef_disk_exporter": ["monitoring"],
+        "ef_traces": ["traces"],
+    }
+
+
+def test_prometheus_flags_and_data() -> None:
+    prometheus = SERVICES["ef_prometheus"]
+    flags = prometheus["command"]
+    assert "--storage.tsdb.retention.time=7d" in flags
+    assert "--enable-feature=exemplar-storage" in flags
+    assert "--web.enable-lifecycle" in flags
+    assert "ef_prometheus_data:/prometheus" in prometheus["volumes"]
+    # The config path in the container mirrors the repository, so relative rule paths hold.
+    assert "--config.file=/etc/ef/monitoring/prometheus/prometheus.yml" in flags
+    assert "./alerts:/etc/ef/alerts:ro" in prometheus["volumes"]
+
+
+def test_secrets_are_files_not_values() -> None:
+    assert SERVICES["ef_alertmanager"]["secrets"] == ["smtp_password"]
+    grafana = SERVICES["ef_grafana"]
+    assert (
+        grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"]
+        == "/run/secrets/grafana_admin_password"
+    )
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana["environment"]
+    secrets = load_yaml(COMPOSE)["secrets"]
+    assert set(secrets) == {"smtp_password", "grafana_admin_password"}
+    assert all("file" in s for s in secrets.values())
+
+
+def test_disk_exporter_is_a_read_only_sidecar_of_the_data_volume() -> None:
+    exporter = SERVICES["ef_disk_exporter"]
+    assert "ef_data:/data:ro" in exporter["volumes"]
+    assert exporter["environment"]["EF_DISK_PATHS"].split(",")[0] == "/data"
+    assert "ports" not in exporter
+
+
+def test_scrape_targets_are_the_compose_services() -> None:
+    """Prometheus scrapes the services by their compose names and ports (both files)."""
+    main = load_yaml(MAIN_COMPOSE)["services"] if MAIN_COMPOSE.exists() else {}
+    known = {"ef_backend": 8000, "ef_tts": 5002, "ef_disk_exporter": 9105, "ef_alertmanager": 9093}
+    for job in load_yaml(PROMETHEUS_YML)["scrape_configs"]:
+        for target in job["static_configs"][0]["targets"]:
+            host, port = target.split(":")
+            if host == "localhost":
+                continue
+            assert known[host] == int(port), target
+            assert host in SERVICES or host in main, f"{target}: no such compose service"

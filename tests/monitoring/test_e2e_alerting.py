@@ -1,0 +1,289 @@
+"""The whole alert path on loopback, with the versioned configuration.
+
+A real ef_backend, a real Piper ef_tts, the disk exporter, the Debian Prometheus and Alertmanager
+and an SMTP server (aiosmtpd, with a login) run together. Only what cannot be the same on one
+machine is rewritten, in a copy: targets become 127.0.0.1 ports, scrape and evaluation intervals
+1 s, EFBackendDown's ``for:`` 2 s, the smarthost and its password file, group waits 1 s.
+Then: every target is up; after some traffic every dashboard query returns data; every metric
+the rules and dashboards read exists in the live /metrics of the services; the backend is stopped
+and the EFBackendDown email arrives with its runbook link; it restarts and the resolved email
+arrives. The tests run in file order on one stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from monitoring.mixin import config as mixin
+from tests.monitoring.support import (
+    ALERTS_DIR,
+    PROMETHEUS_YML,
+    RECORDING_DIR,
+    SmtpSink,
+    WebhookSink,
+    alertmanager_for_test,
+    dashboard_queries,
+    exposed_names,
+    load_yaml,
+    query,
+    start_alertmanager,
+    start_backend,
+    start_disk_exporter,
+    start_prometheus,
+    text_body,
+    used_metric_names,
+    wait_for,
+)
+from tests.utils.procs import Server, free_port
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+#: Series Prometheus makes itself rather than scraping them.
+SYNTHETIC = {"up", "ALERTS"}
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    smtp: SmtpSink
+    heartbeat: WebhookSink
+    tts: Server
+    backend: Server
+    disk: Server
+    alertmanager: Server
+    prometheus: Server
+    data_dir: Path
+
+    def restart_backend(self) -> None:
+        self.backend = start_backend(
+            self.workdir, port=self.backend.port, tts_url=self.tts.url, data_dir=self.data_dir
+        ).wait_ready("/health/ready", timeout=120)
+
+
+def _rules_for_test(target: Path) -> Path:
+    """Copies of the versioned rules: group intervals follow the global 1 s, and only the
+    alert this test waits for gets a short ``for:``."""
+    target.mkdir()
+    for source in [*sorted(ALERTS_DIR.glob("*.rules.yml")), *sorted(RECORDING_DIR.glob("*.yml"))]:
+        rules = load_yaml(source)
+        for group in rules["groups"]:
+            group.pop("interval", None)
+            for rule in group["rules"]:
+                if rule.get("alert") == "EFBackendDown":
+                    rule["for"] = "2s"
+        (target / source.name).write_text(yaml.safe_dump(rules, sort_keys=False))
+    return target
+
+
+def _prometheus_for_test(rules_dir: Path, ports: dict[str, int], am_port: int) -> dict[str, Any]:
+    config: dict[str, Any] = load_yaml(PROMETHEUS_YML)
+    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(rules_dir / "*.yml")]
+    config["alerting"]["alertmanagers"] = [
+        {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
+    ]
+    jobs = [job["job_name"] for job in config["scrape_configs"]]
+    assert sorted(jobs) == sorted(ports), "a scrape job was added or removed: map it here"
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, piper_tts: Server) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("e2e-alerting")
+    data_dir = workdir / "data"
+    smtp = SmtpSink().start()
+    heartbeat = WebhookSink().__enter__()
+    started: list[Server] = []
+    stack: Stack | None = None
+    try:
+        backend = start_backend(
+            workdir, port=free_port(), tts_url=piper_tts.url, data_dir=data_dir
+        ).wait_ready("/health/ready", timeout=120)
+        started.append(backend)
+        disk = start_disk_exporter(workdir, port=free_port(), paths=[data_dir])
+        started.append(disk)
+
+        password = workdir / "smtp_password"
+        password.write_text(smtp.password)  # no newline: Alertmanager sends the file as is
+        am_port = free_port()
+        am_dir = workdir / "alertmanager"
+        am_dir.mkdir()
+        alertmanager = start_alertmanager(
+            am_dir,
+            alertmanager_for_test(smtp, password, heartbeat_url=heartbeat.url),
+            port=am_port,
+        )
+        started.append(alertmanager)
+
+        prom_port = free_port()
+        prom_dir = workdir / "prometheus"
+        prom_dir.mkdir()
+        ports = {
+            mixin.JOB_BACKEND: backend.port,
+            mixin.JOB_TTS: piper_tts.port,
+            mixin.JOB_DISK: disk.port,
+            mixin.JOB_PROMETHEUS: prom_port,
+            mixin.JOB_ALERTMANAGER: am_port,
+        }
+        config = _prometheus_for_test(_rules_for_test(prom_dir / "rules"), ports, am_port)
+        prometheus = start_prometheus(prom_dir, config, port=prom_port)
+        started.append(prometheus)
+        stack = Stack(
+            workdir, smtp, heartbeat, piper_tts, backend, disk, alertmanager, prometheus, data_dir
+        )
+        yield stack
+    finally:
+        if stack is not None:
+            started[0] = stack.backend  # the one running now, if it was restarted
+        for server in reversed(started):
+            server.stop()
+        heartbeat.__exit__(None, None, None)
+        smtp.stop()
+
+
+def _traffic(backend: Server) -> None:
+    """Requests that move every family the dashboards show: a miss, a hit, an OpenAI request of
+    several sentences, a job, the voices, a 4xx."""
+    with httpx.Client(base_url=backend.url, timeout=120) as client:
+        for _ in range(2):
+            response = client.post(
+                "/api/v1/speech", json={"text": "Hello from the monitoring test."}
+            )
+            assert response.status_code == 200, response.text
+        response = client.post(
+            "/v1/audio/speech",
+            json={
+                "model": "tts-1",
+                "input": "First sentence here. And a second one.",
+                "voice": "alloy",
+                "response_format": "mp3",
+            },
+        )
+        assert response.status_code == 200, response.text
+        job = client.post("/api/v1/jobs", json={"text": "A job for the queue metrics."})
+        assert job.status_code == 202, job.text
+        job_id = job.json()["id"]
+        wait_for(
+            lambda: client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "succeeded",
+            timeout=60,
+            what="the job to succeed",
+        )
+        assert client.get("/api/v1/voices").status_code == 200
+        assert client.post("/api/v1/speech", json={"text": ""}).status_code in (400, 422)
+
+
+def test_every_target_is_up(stack: Stack) -> None:
+    def all_up() -> dict[str, str] | None:
+        targets = httpx.get(f"{stack.prometheus.url}/api/v1/targets", timeout=5).json()
+        health = {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
+        return health if set(health.values()) == {"up"} and len(health) == 5 else None
+
+    health = wait_for(all_up, timeout=60, what="all five targets up")
+    assert sorted(health) == sorted(
+        [
+            mixin.JOB_BACKEND,
+            mixin.JOB_TTS,
+            mixin.JOB_DISK,
+            mixin.JOB_PROMETHEUS,
+            mixin.JOB_ALERTMANAGER,
+        ]
+    )
+
+
+def test_watchdog_reaches_the_heartbeat_receiver(stack: Stack) -> None:
+    body = wait_for(lambda: stack.heartbeat.bodies, timeout=60, what="a Watchdog heartbeat")[0]
+    assert body["receiver"] == "heartbeat"
+    assert [a["labels"]["alertname"] for a in body["alerts"]] == ["Watchdog"]
+    assert all("Watchdog" not in str(m["Subject"]) for m in stack.smtp.snapshot())
+
+
+def test_metric_contract(stack: Stack) -> None:
+    """Every metric the rules and dashboards read is exposed by a running service."""
+    _traffic(stack.backend)
+    exposed = {
+        name: exposed_names(httpx.get(f"{server.url}/metrics", timeout=10).text)
+        for name, server in {
+            "ef_backend": stack.backend,
+            "ef_tts": stack.tts,
+            "ef_disk_exporter": stack.disk,
+            "prometheus": stack.prometheus,
+            "alertmanager": stack.alertmanager,
+        }.items()
+    }
+    everything = set().union(*exposed.values()) | SYNTHETIC
+    used = used_metric_names()
+    assert used - everything == set(), "read by rules or dashboards but exposed by no service"
+    ours = exposed["ef_backend"] | exposed["ef_tts"] | exposed["ef_disk_exporter"]
+    assert {n for n in used if n.startswith("ef_")} <= ours
+    assert {n for n in used if n.startswith("ef_disk_")} <= exposed["ef_disk_exporter"]
+
+
+def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+    queries = [
+        (uid, title, expr.replace("$__rate_interval", "1m"))
+        for uid, title, expr in dashboard_queries()
+    ]
+
+    def empty() -> list[str]:
+        return [
+            f"{uid} / {title}: {expr}"
+            for uid, title, expr in queries
+            if not query(stack.prometheus, expr)
+        ]
+
+    missing: list[str] = []
+
+    def all_have_data() -> bool:
+        missing[:] = empty()
+        return not missing
+
+    try:
+        wait_for(all_have_data, timeout=60, what="every dashboard query to return data", interval=2)
+    except AssertionError:
+        pytest.fail("queries without data:\n" + "\n".join(missing))
+
+
+def _is(message: EmailMessage, status: str) -> bool:
+    subject = str(message["Subject"])
+    return "EFBackendDown" in subject and f"[{status}" in subject
+
+
+def test_backend_down_sends_the_email_with_its_runbook(stack: Stack) -> None:
+    stack.backend.stop()
+    email = stack.smtp.wait_for(
+        lambda m: _is(m, "FIRING"), timeout=90, what="the EFBackendDown email"
+    )
+    assert email["To"] == "ops@example.org"
+    assert "(critical)" in str(email["Subject"])
+    body = text_body(email)
+    assert "Summary:     The EchoForge backend is down." in body
+    assert f"Prometheus cannot scrape ef_backend at 127.0.0.1:{stack.backend.port}" in body
+    assert f"Runbook:     {mixin.RUNBOOK_BASE_URL}/EFBackendDown.md" in body
+    assert f"Dashboard:   {mixin.GRAFANA_URL}/d/ef-overview/" in body
+    html = email.get_body(preferencelist=("html",))
+    assert (
+        html is not None
+        and f'href="{mixin.RUNBOOK_BASE_URL}/EFBackendDown.md"' in html.get_content()
+    )
+    assert mixin.RUNBOOK_BASE_URL.endswith("runbooks/alerts")
+    assert stack.smtp.logins, "Alertmanager logged in with the password from auth_password_file"
+
+
+def test_backend_back_sends_the_resolved_email(stack: Stack) -> None:
+    stack.restart_backend()
+    email = stack.smtp.wait_for(
+        lambda m: _is(m, "RESOLVED"), timeout=120, what="the resolved email"
+    )
+    body = text_body(email)
+    assert body.startswith("RESOLVED: EFBackendDown (critical)")
+    assert "Resolved:" in body
