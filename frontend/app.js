@@ -5,6 +5,20 @@ const form = document.getElementById("speak-form");
 const statusEl = document.getElementById("status");
 const player = document.getElementById("player");
 const voiceSelect = document.getElementById("voice");
+const apiKeyInput = document.getElementById("api-key");
+const API_KEY_STORAGE = "echoforge.apiKey";
+
+apiKeyInput.value = localStorage.getItem(API_KEY_STORAGE) || "";
+apiKeyInput.addEventListener("change", () => {
+  localStorage.setItem(API_KEY_STORAGE, apiKeyInput.value.trim());
+});
+
+function speechHeaders() {
+  const headers = { "Content-Type": "application/json" };
+  const key = apiKeyInput.value.trim();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  return headers;
+}
 
 function say(message, isError = false) {
   statusEl.textContent = message;
@@ -48,7 +62,7 @@ form.addEventListener("submit", async (event) => {
   try {
     const response = await fetch("/api/v1/speech", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: speechHeaders(),
       body: JSON.stringify({
         text: document.getElementById("text").value,
         voice: voiceSelect.value || null,

@@ -44,7 +44,9 @@ def test_compose_schema(compose: Path) -> None:
 
 
 def test_workflow_schema() -> None:
-    result = _run(BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS)
+    result = _run(
+        BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

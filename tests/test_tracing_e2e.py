@@ -108,10 +108,12 @@ def test_one_trace_from_request_to_engine(traced_backend: Server, receiver: Otlp
     assert response.headers["x-ef-cache"] == "miss"
 
     def engine_synthesis_arrived(spans: list[ReceivedSpan]) -> bool:
+        # Both services export on their own schedule: wait for the engine's span and for the
+        # backend's request and job spans (which end after all their children).
+        mine = in_trace(spans, trace_id)
         return any(
-            s.service == "ef_tts" and s.kind == SERVER_KIND and "/api/tts" in s.name
-            for s in in_trace(spans, trace_id)
-        )
+            s.service == "ef_tts" and s.kind == SERVER_KIND and "/api/tts" in s.name for s in mine
+        ) and {"job.process", "POST /api/v1/speech"} <= {s.name for s in mine}
 
     spans = in_trace(receiver.wait_for(engine_synthesis_arrived, timeout=30), trace_id)
     by_id = {s.span_id: s for s in spans}

@@ -1,2 +1,3 @@
 """EchoForge backend (ef_backend)."""
+
 __version__ = "0.1.0"

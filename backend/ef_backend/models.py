@@ -78,6 +78,8 @@ class Job(JobBase, table=True):
     engine: str = ""
     model: str = ""
     client: str = Field(default="anonymous", description="API key name or 'anonymous'")
+    # W3C traceparent of the request that queued the job, so the worker continues its trace.
+    trace_parent: str | None = Field(default=None, max_length=55)
     sentences_total: int = 0
     sentences_done: int = 0
     sentence_keys: str = Field(

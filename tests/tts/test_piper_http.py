@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import time
 
 import av
 import httpx
@@ -277,3 +279,38 @@ def test_spoken_text_is_never_logged(piper_voices: Server) -> None:
     assert f"synthesised {len(secret)} chars" in log
     assert "Zanzibar" not in log
     assert "quokka" not in log
+
+
+def test_request_id_is_echoed_and_access_logged_as_json(piper_tts: Server) -> None:
+    """ef_tts keeps the caller's X-Request-ID (the backend's), so one id follows both logs."""
+    rid = "tts-access-log-check-1"
+    response = httpx.get(
+        f"{piper_tts.url}/api/tts",
+        params={"text": "Access log check."},
+        headers={"X-Request-ID": rid},
+        timeout=60,
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == rid
+    generated = httpx.get(f"{piper_tts.url}/health/live", timeout=10).headers["x-request-id"]
+    assert generated and generated != rid
+
+    def access_line() -> dict[str, object] | None:
+        for line in piper_tts.log().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("request_id") == rid and record.get("route") == "/api/tts":
+                return record
+        return None
+
+    deadline = time.monotonic() + 10
+    while (record := access_line()) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert record is not None, "no JSON access log line with the request id"
+    assert record["method"] == "GET"
+    assert record["status"] == 200
+    assert record["service"] == "ef_tts"
+    assert isinstance(record["duration_ms"], int | float)
+    assert "Access log check" not in piper_tts.log()

@@ -7,6 +7,7 @@ when the server fails to start), and the process group is killed on exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -62,8 +63,10 @@ class Server:
         )
         return self
 
-    def wait_ready(self, path: str = "/health/live", timeout: float = 60.0, status: int = 200) -> Server:
-        """Poll ``path`` until it returns ``status``; fail with the server's log if it never does."""
+    def wait_ready(
+        self, path: str = "/health/live", timeout: float = 60.0, status: int = 200
+    ) -> Server:
+        """Poll ``path`` until it returns ``status``; on timeout fail with the server log."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
@@ -77,7 +80,9 @@ class Server:
             except httpx.HTTPError as exc:
                 last = repr(exc)
             time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready at {path} after {timeout}s ({last}):\n{self.log()}")
+        raise RuntimeError(
+            f"{self.name} not ready at {path} after {timeout}s ({last}):\n{self.log()}"
+        )
 
     def log(self) -> str:
         try:
@@ -89,10 +94,8 @@ class Server:
         """Send ``sig`` to the whole process group (uvicorn workers included) and reap it."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from ef_common.asgi import RequestContextMiddleware
 from ef_common.tracing import instrument_app
 from fastapi import FastAPI
 
@@ -35,5 +36,7 @@ def create_app(settings: Settings | None = None, runtime: EngineRuntime | None =
     app.include_router(coqui_api.router)
     app.include_router(openai_api.router)
     app.include_router(health.router)
+    # Request id (accepted or generated, echoed) and the JSON access log, as in the backend.
+    app.add_middleware(RequestContextMiddleware)
     instrument_app(app, service="ef_tts")
     return app

@@ -36,8 +36,12 @@ _PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "key", "apik
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
+        return _csv_items(value)
     return value
+
+
+def _csv_items(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class Settings(BaseSettings):
@@ -91,7 +95,9 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
         Field(default_factory=list)
     )
-    rate_limit: int = Field(default=120, ge=0, description="requests per minute per client; 0 = off")
+    rate_limit: int = Field(
+        default=120, ge=0, description="requests per minute per client; 0 = off"
+    )
 
     # Build identity, set by the image build
     version: str = "0.1.0"
@@ -121,7 +127,7 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         keys: dict[str, str] = {}
-        for item in _split_csv(value):  # type: ignore[union-attr]
+        for item in _csv_items(value):
             name, sep, key = item.partition(":")
             if not sep or not name or not key:
                 raise ValueError(f"EF_API_KEYS entry must be name:key, got {name!r}:<hidden>")
@@ -137,7 +143,7 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         mapping: dict[str, str] = {}
-        for item in _split_csv(value):  # type: ignore[union-attr]
+        for item in _csv_items(value):
             name, sep, voice = item.partition("=")
             if not sep or not name or not voice:
                 raise ValueError(f"EF_VOICE_MAP entry must be openai_name=voice, got {item!r}")
@@ -149,7 +155,9 @@ class Settings(BaseSettings):
     def _check_level(cls, value: str) -> str:
         level = value.upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"EF_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}")
+            raise ValueError(
+                f"EF_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}"
+            )
         return level
 
     @model_validator(mode="after")

@@ -44,6 +44,7 @@ class NewJob:
     model: str
     client: str
     sentence_keys: Sequence[str]
+    trace_parent: str | None = None
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -105,6 +106,7 @@ class JobQueue:
                     engine=new.engine,
                     model=new.model,
                     client=new.client,
+                    trace_parent=new.trace_parent,
                     sentences_total=len(new.sentence_keys),
                     sentence_keys=json.dumps(list(new.sentence_keys)),
                 )

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 from ef_backend.core import db
 from ef_backend.core.config import Settings
@@ -245,6 +245,8 @@ class SpeechService:
             return hit
 
     async def _enqueue(self, request: SpeechRequest, prepared: _Prepared) -> Job:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # the worker continues this request's trace
         job, created = await self._db(
             "enqueue",
             self.queue.enqueue,
@@ -258,6 +260,7 @@ class SpeechService:
                 model=prepared.info.model,
                 client=request.client,
                 sentence_keys=prepared.plan.sentence_keys,
+                trace_parent=carrier.get("traceparent"),
             ),
         )
         if created:

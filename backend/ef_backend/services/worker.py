@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 from ef_backend.core.errors import EngineRejected, EngineUnavailable
 from ef_backend.models import AudioFormat, Job, utcnow
@@ -168,7 +168,10 @@ class WorkerPool:
             extra={"job_id": job.id, "attempt": job.attempts, "text_chars": len(job.text)},
         )
         try:
-            with tracer.start_as_current_span("job.process") as span:
+            # Continue the trace of the request that queued the job (none after a retry by
+            # an admin, or for jobs queued before tracing was on).
+            parent = propagate.extract({"traceparent": job.trace_parent or ""})
+            with tracer.start_as_current_span("job.process", context=parent) as span:
                 span.set_attribute("ef.job_id", job.id)
                 span.set_attribute("ef.text_chars", len(job.text))
                 await self._synthesize_job(job, worker_id, renewer)

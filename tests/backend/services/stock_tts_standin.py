@@ -1,11 +1,14 @@
-"""A stand-in for a stock Coqui ``tts-server`` (run: ``python -m ... PORT``).
+"""An emulation of an *older* stock Coqui ``tts-server``, with faults on demand.
 
-The real stock server needs Coqui model weights downloaded from a model hub at start-up, which
-cannot happen on this machine, so this answers the way ``TTS/server/server.py`` (coqui-tts 0.28)
-does on the routes the backend uses: ``/api/tts`` (GET only here, as older releases, so the
-client's POST-then-GET fallback is exercised), the MaryTTS ``/voices`` list and the HTML
-``/details`` page; no ``/api/voices`` and no ``/health``. It also records the trace headers it
-receives (``/_seen``) so a test can check W3C trace context propagation.
+Run: ``python -m tests.backend.services.stock_tts_standin PORT``.
+
+The current stock server itself is tested for real: ``tests/tts/test_engine_client_compat.py``
+runs coqui-tts's own ``tts-server`` on a tiny VITS model with the same client test as ef_tts.
+What the real server cannot be made to do on demand is emulated here: the GET-only ``/api/tts``
+of older releases (so the client's POST-then-GET fallback is exercised), an engine that answers
+500 (text ``explode``), and recording the trace headers it receives (``/_seen``). The routes and
+answers follow ``TTS/server/server.py`` (coqui-tts 0.28): ``/api/tts``, the MaryTTS ``/voices``
+list and the HTML ``/details`` page; no ``/api/voices`` and no ``/health``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`EngineClient` against the real Piper ef_tts, a closed port, and a stock-server stand-in."""
+"""`EngineClient` against the real Piper ef_tts, a closed port, and an emulated older stock server.
+
+The real current stock ``tts-server`` is covered in ``tests/tts/test_engine_client_compat.py``.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def stock_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The stock tts-server stand-in (see its docstring: real weights cannot be fetched here)."""
+    """An older stock tts-server with faults on demand (see its docstring for why emulated)."""
     port = free_port()
     server = start_server(
         "stock-tts-standin",

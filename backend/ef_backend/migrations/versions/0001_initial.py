@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0001"
@@ -61,6 +62,7 @@ def upgrade() -> None:
         sa.Column("engine", sqlmodel.AutoString(), nullable=False),
         sa.Column("model", sqlmodel.AutoString(), nullable=False),
         sa.Column("client", sqlmodel.AutoString(), nullable=False),
+        sa.Column("trace_parent", sqlmodel.AutoString(length=55), nullable=True),
         sa.Column("sentences_total", sa.Integer(), nullable=False),
         sa.Column("sentences_done", sa.Integer(), nullable=False),
         sa.Column("sentence_keys", sa.Text(), server_default="[]", nullable=False),
