@@ -18,7 +18,8 @@ trap 'kill "$tts_pid" 2>/dev/null || true; wait "$tts_pid" 2>/dev/null || true' 
 
 echo "waiting for ef_tts at $EF_TTS_URL ..." >&2
 for _ in $(seq 1 120); do
-  if curl -fsS "$EF_TTS_URL/health" >/dev/null 2>&1; then break; fi
+  if "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "$EF_TTS_URL/health" >/dev/null 2>&1; then break; fi
   if ! kill -0 "$tts_pid" 2>/dev/null; then echo "ef_tts exited; see its log above" >&2; exit 1; fi
   sleep 0.5
 done

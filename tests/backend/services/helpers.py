@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from ef_backend.models import AudioFormat
 from ef_backend.services.plan import plan
 from ef_backend.services.queue import NewJob
 from prometheus_client import REGISTRY
+
+
+def ffprobe(path: Path) -> dict[str, object]:
+    """What ffmpeg's own prober reads in an audio file: an independent check of our encoding."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
 
 
 async def wait_until(

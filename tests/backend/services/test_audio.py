@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import wave
 from pathlib import Path
@@ -13,6 +12,8 @@ import pytest
 from ef_backend.models import AudioFormat
 from ef_backend.services import audio
 from ef_backend.services.audio import Pcm
+
+from tests.backend.services.helpers import ffprobe
 
 RATE = 22_050
 
@@ -30,16 +31,6 @@ def loud_edges(seconds: float, level: int = 20_000) -> Pcm:
 def dominant_hz(pcm: Pcm) -> float:
     spectrum = np.abs(np.fft.rfft(pcm.samples.astype(np.float64)))
     return float(np.fft.rfftfreq(len(pcm.samples), 1 / pcm.sample_rate)[int(np.argmax(spectrum))])
-
-
-def ffprobe(path: Path) -> dict[str, object]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
 
 
 def test_wav_round_trip_is_exact() -> None:

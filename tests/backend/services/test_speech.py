@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,22 +20,10 @@ from ef_backend.services.speech import SpeechRequest, SpeechService
 from sqlmodel import col, func, select
 
 from tests.backend.services.conftest import ServiceFactory
-from tests.backend.services.helpers import metric, synth_calls, wait_until
+from tests.backend.services.helpers import ffprobe, metric, synth_calls, wait_until
 from tests.utils.procs import Server, free_port
 
 pytestmark = pytest.mark.server
-
-
-def ffprobe(data: bytes, tmp_path: Path, suffix: str) -> dict[str, object]:
-    path = tmp_path / f"probe.{suffix}"
-    path.write_bytes(data)
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -98,7 +84,9 @@ async def test_every_format_is_encoded_from_the_same_cached_sentences(
     for fmt, (codec, media_type) in expected.items():
         result = await service.synthesize(SpeechRequest(text=text, format=fmt))
         assert not result.cache_hit and result.media_type == media_type
-        info = ffprobe(result.data, tmp_path, fmt.value)
+        path = tmp_path / f"probe.{fmt.value}"
+        path.write_bytes(result.data)
+        info = ffprobe(path)
         assert info["streams"][0]["codec_name"] == codec  # type: ignore[index]
         assert float(info["format"]["duration"]) == pytest.approx(duration, abs=0.15)  # type: ignore[index]
     pcm = await service.synthesize(SpeechRequest(text=text, format=AudioFormat.pcm))
