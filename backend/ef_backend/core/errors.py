@@ -65,7 +65,11 @@ class QueueFull(EchoForgeError):
 
 
 class EngineUnavailable(EchoForgeError):
-    """The engine cannot answer now; ``reason`` is unreachable, timeout or engine_error."""
+    """The engine cannot answer now; ``reason`` is unreachable, timeout or engine_error.
+
+    ``down`` says the engine as a whole is out (unreachable, or 503: model loading or failed),
+    as opposed to this one call failing: queued work then waits for it instead of failing.
+    """
 
     status_code = 503
     code = "engine_unavailable"
@@ -76,10 +80,12 @@ class EngineUnavailable(EchoForgeError):
         *,
         reason: str = "unreachable",
         retry_after: float | None = 5.0,
+        down: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(message, retry_after=retry_after, **extra)
         self.reason = reason
+        self.down = down
 
 
 class EngineRejected(EchoForgeError):

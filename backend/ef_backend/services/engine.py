@@ -156,6 +156,7 @@ class EngineClient:
                         f"The speech engine at {self.base_url} is unreachable "
                         f"({type(exc).__name__}); is ef_tts running?",
                         reason="unreachable",
+                        down=True,
                     ) from exc
                 except httpx.TimeoutException as exc:
                     span.set_status(trace.StatusCode.ERROR, "timeout")
@@ -170,6 +171,7 @@ class EngineClient:
                         f"The connection to the speech engine at {self.base_url} failed "
                         f"({type(exc).__name__}).",
                         reason="unreachable",
+                        down=True,
                     ) from exc
                 span.set_attribute("http.response.status_code", response.status_code)
                 if response.status_code >= 500:
@@ -186,6 +188,7 @@ class EngineClient:
                 f"The speech engine failed {what} (HTTP {status}): {message}",
                 reason="engine_error",
                 retry_after=_retry_after(response),
+                down=status == 503,  # ef_tts: model loading or failed to load
             )
         raise EngineRejected(f"The speech engine refused {what} (HTTP {status}): {message}")
 

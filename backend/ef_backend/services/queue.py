@@ -219,11 +219,14 @@ class JobQueue:
             finished_at=utcnow(),
         )
 
-    def release(self, job_id: str, worker_id: str) -> bool:
-        """Give a job back unfinished (shutdown): queued again, this attempt not counted."""
+    def release(self, job_id: str, worker_id: str, *, error: str | None = None) -> bool:
+        """Give a job back unfinished (shutdown, engine down): queued again, this attempt not
+        counted; ``error`` tells a client polling the job why it waits."""
+        values: dict[str, object] = {} if error is None else {"error": error}
         return self._update_owned(
             job_id,
             worker_id,
+            **values,
             status=JobStatus.queued,
             worker_id=None,
             lease_until=None,

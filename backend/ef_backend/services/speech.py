@@ -40,7 +40,7 @@ from ef_backend.services.events import JobEvents
 from ef_backend.services.plan import SpeechPlan, plan
 from ef_backend.services.queue import JobQueue, NewJob
 from ef_backend.services.text import normalize
-from ef_backend.services.worker import WorkerPool, WorkerSettings
+from ef_backend.services.worker import WAITING_FOR_ENGINE, WorkerPool, WorkerSettings
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -284,6 +284,18 @@ class SpeechService:
                     return job
                 if sentences is not None and job.sentences_done >= sentences:
                     return job
+                if job.status is JobStatus.queued:
+                    # The engine went down under the job: say so now instead of at the timeout.
+                    error = job.error or ""
+                    why = self.workers.engine_down()
+                    if error.startswith(WAITING_FOR_ENGINE):
+                        why = error.removeprefix(WAITING_FOR_ENGINE)
+                    if why is not None:
+                        raise EngineUnavailable(
+                            f"The speech engine is down; job {job_id} stays queued and will be "
+                            f"spoken when it is back (GET /api/v1/jobs/{job_id}). {why}",
+                            job_id=job_id,
+                        )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise SyncTimeout(

@@ -74,6 +74,21 @@ class _LeaseLost(Exception):
     """Another worker owns the job now (our lease ran out while we stalled)."""
 
 
+class _EngineDown(Exception):
+    """The engine as a whole is out: the job goes back to the queue, unharmed, to wait."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+#: Longest pause of the workers between two tries of an engine that is down.
+ENGINE_DOWN_MAX_PAUSE_S = 30.0
+#: How the error of a job put back to wait for the engine begins (clients and waiters read it).
+WAITING_FOR_ENGINE = "Waiting for the speech engine: "
+
+
 class WorkerPool:
     """Start, run and stop the worker tasks of one process."""
 
@@ -97,6 +112,10 @@ class WorkerPool:
         self._token = uuid.uuid4().hex[:8]
         # host:pid:token:index; the token tells this process from an earlier one with its pid.
         self._prefix = f"{self._host}:{os.getpid()}:{self._token}"
+        # While the engine is down every worker of the process pauses until then (loop time).
+        self._paused_until = 0.0
+        self._down_streak = 0
+        self._down_message: str | None = None
 
     @property
     def size(self) -> int:
@@ -143,8 +162,31 @@ class WorkerPool:
         await asyncio.gather(*pending, return_exceptions=True)
         log.info("workers stopped", extra={"released": len(pending)})
 
+    def engine_down(self) -> str | None:
+        """Why the workers wait for the engine, or None while the last engine call worked."""
+        return self._down_message
+
+    def _pause_for_engine(self, message: str, retry_after: float | None) -> float:
+        """Pause claiming (all workers): the engine's Retry-After, else a doubling backoff."""
+        self._down_message = message
+        self._down_streak += 1
+        backoff = self.settings.retry_backoff_s * 2.0 ** min(self._down_streak, 16)
+        delay = min(ENGINE_DOWN_MAX_PAUSE_S, max(retry_after or 0.0, backoff))
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + delay)
+        return delay
+
+    async def _wait_while_paused(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set() and (left := self._paused_until - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=left)
+
     async def _run(self, worker_id: str) -> None:
         while not self._stopping.is_set():
+            await self._wait_while_paused()
+            if self._stopping.is_set():
+                break
             try:
                 job = await asyncio.to_thread(self.queue.claim, worker_id)
             except Exception:
@@ -182,6 +224,20 @@ class WorkerPool:
             raise
         except _LeaseLost:
             log.warning("job lease lost; another worker has it", extra={"job_id": job.id})
+        except _EngineDown as exc:
+            # Not the job's fault: back to the queue without using up an attempt; sentences
+            # already spoken stay cached, so the job resumes where it stopped.
+            delay = self._pause_for_engine(exc.message, exc.retry_after)
+            await asyncio.to_thread(
+                self.queue.release,
+                job.id,
+                worker_id,
+                error=f"{WAITING_FOR_ENGINE}{exc.message}",
+            )
+            log.warning(
+                "engine down; job back in the queue",
+                extra={"job_id": job.id, "pause_s": round(delay, 2)},
+            )
         except _JobFailed as exc:
             await asyncio.to_thread(
                 self.queue.fail, job.id, worker_id, reason=exc.reason, error=exc.message
@@ -305,27 +361,20 @@ class WorkerPool:
             except EngineRejected as exc:
                 metrics.tts_failures_total.labels("rejected").inc()
                 raise _JobFailed("rejected", exc.message) from exc
-            except (EngineUnavailable, audio.AudioDecodeError) as exc:
-                reason = exc.reason if isinstance(exc, EngineUnavailable) else "engine_error"
-                message = exc.message if isinstance(exc, EngineUnavailable) else str(exc)
-                metrics.tts_failures_total.labels(reason).inc()
-                if attempts >= self.settings.max_attempts:
-                    raise _JobFailed(reason, message) from exc
-                attempts += 1
-                await asyncio.to_thread(self.queue.note_retry, job.id, worker_id, message)
-                metrics.tts_jobs_total.labels("retried").inc()
-                delay = self.settings.retry_backoff_s * 2 ** (attempts - 2)
-                log.warning(
-                    "engine call failed; retrying",
-                    extra={
-                        "job_id": job.id,
-                        "reason": reason,
-                        "attempt": attempts,
-                        "delay_s": delay,
-                    },
+            except EngineUnavailable as exc:
+                if not exc.down:
+                    attempts = await self._retry_or_fail(
+                        job, worker_id, attempts, exc.reason, exc.message, exc
+                    )
+                    continue
+                metrics.tts_failures_total.labels(exc.reason).inc()
+                raise _EngineDown(exc.message, exc.retry_after) from exc
+            except audio.AudioDecodeError as exc:
+                attempts = await self._retry_or_fail(
+                    job, worker_id, attempts, "engine_error", str(exc), exc
                 )
-                await asyncio.sleep(delay)
                 continue
+            self._down_streak, self._down_message = 0, None
             metrics.tts_synthesis_duration_seconds.labels(
                 job.engine or "unknown", job.voice
             ).observe(elapsed)
@@ -333,3 +382,27 @@ class WorkerPool:
                 pcm = await asyncio.to_thread(audio.change_tempo, pcm, job.speed)
             metrics.tts_audio_seconds_total.inc(pcm.duration_s)
             return pcm, attempts
+
+    async def _retry_or_fail(
+        self,
+        job: Job,
+        worker_id: str,
+        attempts: int,
+        reason: str,
+        message: str,
+        exc: Exception,
+    ) -> int:
+        """A transient failure of one call: wait and count an attempt, or fail for good."""
+        metrics.tts_failures_total.labels(reason).inc()
+        if attempts >= self.settings.max_attempts:
+            raise _JobFailed(reason, message) from exc
+        attempts += 1
+        await asyncio.to_thread(self.queue.note_retry, job.id, worker_id, message)
+        metrics.tts_jobs_total.labels("retried").inc()
+        delay = self.settings.retry_backoff_s * 2 ** (attempts - 2)
+        log.warning(
+            "engine call failed; retrying",
+            extra={"job_id": job.id, "reason": reason, "attempt": attempts, "delay_s": delay},
+        )
+        await asyncio.sleep(delay)
+        return attempts

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import httpx
 
-from tests.utils.procs import Server
+from tests.utils.procs import Server, start_server
 
 
 @dataclass(frozen=True)
@@ -110,3 +112,24 @@ def error_of(response: httpx.Response) -> dict[str, object]:
     assert isinstance(error, dict)
     assert isinstance(error["message"], str) and error["message"], body
     return error
+
+
+def start_piper_engine(port: int, log_dir: Path, **env: str) -> Server:
+    """A private Piper ef_tts on ``port``, for tests that stop, break or restart the engine."""
+    server = start_server(
+        "ef_tts-private",
+        [sys.executable, "-m", "ef_tts"],
+        port=port,
+        log_dir=log_dir,
+        env={
+            "EF_TTS_ENGINE": "piper",
+            "EF_TTS_HOST": "127.0.0.1",
+            "EF_TTS_PORT": str(port),
+            **env,
+        },
+    )
+    try:
+        return server.wait_ready("/health", timeout=120)
+    except Exception:
+        server.stop()
+        raise

@@ -5,15 +5,21 @@ Clients bind to other loopback addresses (127.0.0.2, 127.0.0.3) to be other mach
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.backend.api.helpers import client_for, decode, error_of, unique_text, wait_job
+from tests.backend.api.helpers import (
+    client_for,
+    decode,
+    error_of,
+    start_piper_engine,
+    unique_text,
+    wait_job,
+)
 from tests.backend.conftest import BackendFactory
-from tests.utils.procs import Server, free_port, start_server
+from tests.utils.procs import Server, free_port
 
 pytestmark = pytest.mark.server
 
@@ -103,50 +109,31 @@ def test_forwarded_for_from_an_untrusted_peer_behind_proxy_setup(behind_proxy: S
     assert response.status_code == 403
 
 
-def _piper_engine(port: int, log_dir: Path) -> Server:
-    server = start_server(
-        "ef_tts-flaky",
-        [sys.executable, "-m", "ef_tts"],
-        port=port,
-        log_dir=log_dir,
-        env={"EF_TTS_ENGINE": "piper", "EF_TTS_HOST": "127.0.0.1", "EF_TTS_PORT": str(port)},
-    )
-    try:
-        return server.wait_ready("/health", timeout=120)
-    except Exception:
-        server.stop()
-        raise
-
-
 @pytest.mark.slow
-def test_failed_job_is_listed_and_retried_once_the_engine_is_back(
+def test_failed_job_is_listed_and_retried_once_the_engine_is_fixed(
     backend_factory: BackendFactory, session_tmp: Path
 ) -> None:
-    """An engine of its own that really goes away (stopped) and comes back on the same port."""
+    """A real engine misconfigured to refuse the text (a permanent failure), then fixed and
+    restarted on the same port; the admin retries the failed job."""
     port = free_port()
-    engine = _piper_engine(port, session_tmp / "logs")
+    engine = start_piper_engine(port, session_tmp / "logs", EF_TTS_MAX_TEXT_CHARS="10")
     try:
-        server = backend_factory(
-            EF_TTS_URL=engine.url,
-            EF_JOB_MAX_ATTEMPTS="2",
-            EF_JOB_RETRY_BACKOFF_S="0.05",
-            EF_TTS_CONNECT_TIMEOUT_S="0.5",
-        )
+        server = backend_factory(EF_TTS_URL=engine.url, EF_JOB_RETRY_BACKOFF_S="0.05")
         with client_for(server) as client:
-            assert client.get("/api/v1/voices").status_code == 200  # voices known from now on
-            engine.stop()
+            assert client.get("/api/v1/voices").status_code == 200
             created = client.post("/api/v1/jobs", json={"text": unique_text("Said on retry")})
             assert created.status_code == 202, created.text
             job_id = created.json()["id"]
             failed = wait_job(client, job_id, until=("failed",), timeout=60)
-            assert failed["error_reason"] == "unreachable"
-            assert failed["attempts"] == 2
-            assert "unreachable" in str(failed["error"])
+            assert failed["error_reason"] == "rejected"
+            assert failed["attempts"] == 1
+            assert "HTTP 413" in str(failed["error"])
             listed = client.get("/api/admin/jobs/failed").json()
             assert [j["id"] for j in listed["data"]] == [job_id]
             assert client.get(f"/api/v1/jobs/{job_id}/audio").status_code == 409
 
-            engine = _piper_engine(port, session_tmp / "logs")
+            engine.stop()
+            engine = start_piper_engine(port, session_tmp / "logs")  # fixed: default text limit
             retried = client.post(f"/api/admin/jobs/{job_id}/retry")
             assert retried.status_code == 200, retried.text
             assert retried.json()["status"] in ("queued", "running", "succeeded")

@@ -16,9 +16,12 @@ from tests.backend.api.helpers import (
     error_of,
     long_text,
     metric_value,
+    start_piper_engine,
+    unique_text,
     wait_job,
 )
 from tests.backend.conftest import BackendFactory
+from tests.utils.procs import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -99,3 +102,41 @@ def test_kill_9_loses_no_job_and_finishes_each_once(
     # finished in the instant between reading the states and the kill).
     left = sum(1 for state in states.values() if state != "succeeded")
     assert left - 1 <= finished_here <= left, (states, finished_here)
+
+
+def test_an_engine_restart_loses_no_job(backend_factory: BackendFactory, session_tmp: Path) -> None:
+    """The engine stops under queued and waiting work and comes back: the waiting request gets
+    503 with Retry-After at once (its job stays queued), and every job is spoken once, with no
+    attempt used up and nothing in the failed list."""
+    port = free_port()
+    engine = start_piper_engine(port, session_tmp / "logs")
+    try:
+        server = backend_factory(EF_TTS_URL=engine.url, EF_SYNC_TIMEOUT_S="60")
+        with client_for(server) as client:
+            assert client.get("/api/v1/voices").status_code == 200  # identity known
+            engine.stop()
+            jobs = []
+            for n in range(3):
+                created = client.post("/api/v1/jobs", json={"text": unique_text(f"Queued {n}")})
+                assert created.status_code == 202, created.text
+                jobs.append(created.json()["id"])
+            started = time.monotonic()
+            sync = client.post("/api/v1/speech", json={"text": unique_text("Waiting here")})
+            assert sync.status_code == 503, sync.text
+            assert time.monotonic() - started < 55, "answered before EF_SYNC_TIMEOUT_S"
+            assert int(sync.headers["retry-after"]) >= 1
+            assert error_of(sync)["code"] == "engine_unavailable"
+            if "job_id" in error_of(sync):  # the job was queued before the engine was seen down
+                jobs.append(str(error_of(sync)["job_id"]))
+            waiting = client.get(f"/api/v1/jobs/{jobs[0]}").json()
+            assert waiting["status"] in ("queued", "running"), waiting
+            assert str(waiting["error"]).startswith("Waiting for the speech engine"), waiting
+
+            engine = start_piper_engine(port, session_tmp / "logs")
+            for job_id in jobs:
+                done = wait_job(client, job_id, timeout=120)
+                assert done["status"] == "succeeded", done
+                assert done["attempts"] == 1 and done["error"] is None, done
+            assert client.get("/api/admin/jobs/failed").json()["count"] == 0
+    finally:
+        engine.stop()

@@ -14,6 +14,7 @@ import pytest
 from ef_backend.models import Job, JobStatus
 from ef_backend.services import speech as speech_module
 from ef_backend.services.speech import SpeechRequest, SpeechService
+from ef_backend.services.worker import WAITING_FOR_ENGINE
 
 from tests.backend.services.conftest import ServiceFactory
 from tests.backend.services.helpers import metric, new_job, synth_calls, wait_until
@@ -60,13 +61,14 @@ async def finished(service: SpeechService, job_id: str, timeout: float = 60.0) -
     return service.get_job(job_id)
 
 
-async def test_engine_stopped_midway_is_retried_until_it_is_back(
+async def test_engine_stopped_midway_keeps_the_job_until_it_is_back(
     service_factory: ServiceFactory, private_engines: list[Server], tmp_path: Path
 ) -> None:
+    """An engine restart is not the job's fault: the job waits in the queue, no attempt used."""
     port = free_port()
     private_engines.append(start_piper(port, tmp_path / "logs"))
     service = await service_factory(
-        tts_url=f"http://127.0.0.1:{port}", job_retry_backoff_s=0.5, job_max_attempts=8
+        tts_url=f"http://127.0.0.1:{port}", job_retry_backoff_s=0.1, job_max_attempts=2
     )
     await service.voices()  # the engine's identity and voices are known from now on
     await service.engine_info()
@@ -74,36 +76,89 @@ async def test_engine_stopped_midway_is_retried_until_it_is_back(
     retried = metric("ef_tts_jobs_total", outcome="retried")
     unreachable = metric("ef_tts_failures_total", reason="unreachable")
     job = await service.submit(SpeechRequest(text="The engine went away. It came back."))
-    await wait_until(lambda: service.get_job(job.id).attempts >= 2, timeout=30)
-    assert service.get_job(job.id).status is JobStatus.running
-    assert "unreachable" in (service.get_job(job.id).error or "")
+    await wait_until(
+        lambda: metric("ef_tts_failures_total", reason="unreachable") >= unreachable + 3,
+        timeout=60,
+    )
+    waiting = service.get_job(job.id)
+    assert waiting.status in (JobStatus.queued, JobStatus.running)
+    assert (waiting.error or "").startswith(WAITING_FOR_ENGINE), waiting.error
+    assert "unreachable" in (waiting.error or "")
+    assert waiting.attempts <= 1, "waiting for the engine uses up no attempt"
     private_engines.append(start_piper(port, tmp_path / "logs"))  # and comes back
     done = await finished(service, job.id, timeout=90)
     assert done.status is JobStatus.succeeded, done.error
-    assert done.attempts >= 2 and done.error is None and done.error_reason is None
-    assert metric("ef_tts_jobs_total", outcome="retried") >= retried + 1
-    assert metric("ef_tts_failures_total", reason="unreachable") >= unreachable + 1
+    assert done.attempts == 1 and done.error is None and done.error_reason is None
+    assert metric("ef_tts_jobs_total", outcome="retried") == retried
     assert service.job_audio(job.id).data[:4] == b"RIFF"
 
 
-async def test_an_engine_that_stays_down_fails_the_job_with_a_reason(
+@pytest.mark.parametrize("engine_state", ["unreachable", "model_failed"])
+async def test_an_engine_that_stays_down_loses_no_job(
     service_factory: ServiceFactory,
+    private_engines: list[Server],
+    tmp_path: Path,
+    engine_state: str,
 ) -> None:
+    """Closed port, or an ef_tts whose model failed to load (503): jobs wait, never fail."""
+    if engine_state == "unreachable":
+        url = f"http://127.0.0.1:{free_port()}"
+        reason = "unreachable"
+    else:
+        port = free_port()
+        broken = start_server(
+            "ef_tts-broken-model",
+            [sys.executable, "-m", "ef_tts"],
+            port=port,
+            log_dir=tmp_path / "logs",
+            env={
+                "EF_TTS_ENGINE": "piper",
+                "EF_TTS_HOST": "127.0.0.1",
+                "EF_TTS_PORT": str(port),
+                "EF_TTS_MODEL_PATH": str(tmp_path / "missing.onnx"),
+            },
+        )
+        private_engines.append(broken.wait_ready("/health/live", timeout=60))
+        url, reason = broken.url, "engine_error"
+    service = await service_factory(tts_url=url, job_retry_backoff_s=0.05, job_max_attempts=2)
+    failed = metric("ef_tts_jobs_total", outcome="failed")
+    down = metric("ef_tts_failures_total", reason=reason)
+    job, _ = service.queue.enqueue(new_job("Nobody will say this until the engine is back."))
+    service.events.work_queued()
+    await wait_until(lambda: metric("ef_tts_failures_total", reason=reason) >= down + 3, timeout=60)
+    waiting = service.get_job(job.id)
+    assert waiting.status in (JobStatus.queued, JobStatus.running)
+    assert (waiting.error or "").startswith(WAITING_FOR_ENGINE), waiting.error
+    assert waiting.error_reason is None and waiting.attempts <= 1
+    assert metric("ef_tts_jobs_total", outcome="failed") == failed
+    assert service.failed_jobs(limit=10, offset=0)[1] == 0
+    # A client may still give up on it: a waiting job is queued, so it can be cancelled.
+    await wait_until(lambda: service.get_job(job.id).status is JobStatus.queued, timeout=60)
+    assert service.queue.cancel(job.id).status is JobStatus.cancelled
+
+
+async def test_engine_errors_other_than_down_are_retried_then_fail(
+    service_factory: ServiceFactory, private_engines: list[Server], tmp_path: Path
+) -> None:
+    """An engine that answers garbage (not a WAV) fails the job after the attempts, reason kept."""
+    port = free_port()
+    garbage = start_server(
+        "not-an-engine",
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        port=port,
+        log_dir=tmp_path / "logs",
+    )
+    private_engines.append(garbage.wait_ready("/", timeout=30))
     service = await service_factory(
-        tts_url=f"http://127.0.0.1:{free_port()}", job_retry_backoff_s=0.05, job_max_attempts=3
+        tts_url=garbage.url, job_retry_backoff_s=0.05, job_max_attempts=3
     )
     retried = metric("ef_tts_jobs_total", outcome="retried")
-    failed = metric("ef_tts_jobs_total", outcome="failed")
-    unreachable = metric("ef_tts_failures_total", reason="unreachable")
-    job, _ = service.queue.enqueue(new_job("Nobody will ever say this."))
+    job, _ = service.queue.enqueue(new_job("Say this to a web server."))
     service.events.work_queued()
     done = await finished(service, job.id)
     assert done.status is JobStatus.failed
-    assert done.error_reason == "unreachable" and done.attempts == 3
-    assert "unreachable" in (done.error or "")
+    assert done.error_reason == "engine_error" and done.attempts == 3
     assert metric("ef_tts_jobs_total", outcome="retried") == retried + 2
-    assert metric("ef_tts_jobs_total", outcome="failed") == failed + 1
-    assert metric("ef_tts_failures_total", reason="unreachable") == unreachable + 3
     failed_jobs, count = service.failed_jobs(limit=10, offset=0)
     assert count == 1 and failed_jobs[0].id == job.id
 
