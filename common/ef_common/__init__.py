@@ -6,4 +6,5 @@
   request span.
 - :mod:`ef_common.tracing`: OpenTelemetry from the standard ``OTEL_*`` variables
   (``instrument_app``).
+- :mod:`ef_common.voices`: the OpenAI voice names both services accept.
 """

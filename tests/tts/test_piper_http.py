@@ -218,6 +218,14 @@ def test_openai_speech_bad_input(piper_tts: Server) -> None:
     empty = httpx.post(url, json={"input": " "})
     assert empty.status_code == 400
     assert empty.json()["error"]["code"] == "empty_text"
+    for silent in ("...", "?!", "\U0001f642"):
+        for fmt in ("mp3", "opus", "wav"):
+            nothing = httpx.post(url, json={"input": silent, "response_format": fmt})
+            assert nothing.status_code == 400, (silent, fmt, nothing.text)
+            assert nothing.json()["error"]["code"] == "nothing_to_say"
+        coqui_api = httpx.get(f"{piper_tts.url}/api/tts", params={"text": silent})
+        assert coqui_api.status_code == 400
+        assert "no letters or digits" in coqui_api.json()["error"]["message"]
 
 
 def test_details_as_html_and_json(piper_tts: Server) -> None:

@@ -1,8 +1,8 @@
 """Request bodies and response models of the HTTP API (the job models live in `models.py`).
 
-Static bounds (the OpenAI speed range, non-blank text) are declared here so the OpenAPI document
+Static bounds (a positive, finite speed; non-blank text) are declared here so the OpenAPI document
 shows them; the limits an operator configures (`EF_MAX_TEXT_CHARS`, `EF_MIN_SPEED`,
-`EF_MAX_SPEED`) are checked by `enforce_limits`, with the same error shape.
+`EF_MAX_SPEED`) are checked by `services.speech.check_limits`, with the same error shape.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ef_backend.core.config import Settings
-from ef_backend.core.errors import InvalidInput
 from ef_backend.models import AudioFormat, Job, JobLinks, JobPublic
 from ef_backend.services.audio import STREAMABLE_FORMATS
 
@@ -46,7 +44,12 @@ class SpeechBody(BaseModel):
         max_length=200,
         description="A voice id from GET /api/v1/voices, an OpenAI voice name, or null (default).",
     )
-    speed: float = Field(default=1.0, ge=0.25, le=4.0, description="1.0 is normal speed.")
+    speed: float = Field(
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="1.0 is normal speed; EF_MIN_SPEED to EF_MAX_SPEED (default 0.25 to 4).",
+    )
     format: AudioFormat = Field(default=AudioFormat.wav, description="Audio format of the answer.")
 
     _check_text = field_validator("text")(_not_blank)
@@ -92,7 +95,12 @@ class OpenAISpeechBody(BaseModel):
         default=None, max_length=4096, description="Accepted for compatibility and ignored."
     )
     response_format: AudioFormat = Field(default=AudioFormat.mp3)
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    speed: float = Field(
+        default=1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="EF_MIN_SPEED to EF_MAX_SPEED (default 0.25 to 4, as OpenAI's).",
+    )
     stream_format: Literal["audio", "sse"] | None = Field(
         default=None,
         description=(
@@ -108,25 +116,6 @@ class OpenAISpeechBody(BaseModel):
         if isinstance(self.voice, VoiceRef):
             return self.voice.id
         return self.voice or None
-
-
-def enforce_limits(
-    text: str, speed: float, settings: Settings, *, text_field: str = "text"
-) -> None:
-    """Check the operator's limits; raise `InvalidInput` naming the field and the bound."""
-    if len(text) > settings.max_text_chars:
-        raise InvalidInput(
-            f"{text_field}: {len(text)} characters is more than the limit of "
-            f"{settings.max_text_chars} (EF_MAX_TEXT_CHARS); shorten it or split it into "
-            "several requests.",
-            param=text_field,
-        )
-    if not settings.min_speed <= speed <= settings.max_speed:
-        raise InvalidInput(
-            f"speed: {speed} is outside {settings.min_speed}-{settings.max_speed} "
-            "(EF_MIN_SPEED, EF_MAX_SPEED).",
-            param="speed",
-        )
 
 
 def job_links(job_id: str) -> JobLinks:

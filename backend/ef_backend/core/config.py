@@ -14,23 +14,6 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: The voice names OpenAI clients hard-code; each maps to a configured voice.
-OPENAI_VOICES: tuple[str, ...] = (
-    "alloy",
-    "ash",
-    "ballad",
-    "coral",
-    "echo",
-    "fable",
-    "onyx",
-    "nova",
-    "sage",
-    "shimmer",
-    "verse",
-    "marin",
-    "cedar",
-)
-
 _PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "key", "apikey"}
 
 

@@ -195,6 +195,17 @@ def _respond(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+def _problem(err: Mapping[str, Any]) -> dict[str, str]:
+    """One validation error as ``{field, message}``; the whole body is called ``body``."""
+    loc = [str(p) for p in err.get("loc", ())]
+    if err.get("type") == "json_invalid":
+        # loc holds a byte offset here, not a field: say where the JSON broke instead.
+        where = loc[-1] if len(loc) > 1 else "?"
+        return {"field": "body", "message": f"malformed JSON at character {where}"}
+    field = ".".join(p for p in loc if p != "body") or "body"
+    return {"field": field, "message": str(err.get("msg", ""))}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and unexpected exceptions to JSON responses."""
 
@@ -221,13 +232,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
-                "message": err.get("msg", ""),
-            }
-            for err in exc.errors()
-        ]
+        problems = [_problem(err) for err in exc.errors()]
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "invalid request"
         param = problems[0]["field"] if problems else None
         return _respond(

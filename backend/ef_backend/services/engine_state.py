@@ -14,7 +14,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ef_backend.core.config import OPENAI_VOICES, Settings
+from ef_common.voices import OPENAI_VOICES
+
+from ef_backend.core.config import Settings
 from ef_backend.core.errors import EngineRejected, EngineUnavailable, UnknownVoice
 from ef_backend.observability import metrics
 from ef_backend.services import audio

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -116,6 +117,24 @@ def _feed(encoder: audio.StreamEncoder, shaper: audio.SentenceStreamer, pcm: aud
     return encoder.feed(shaper.add(pcm))
 
 
+def check_limits(text: str, speed: float, settings: Settings, *, text_field: str = "text") -> None:
+    """The operator's limits (EF_MAX_TEXT_CHARS, EF_MIN_SPEED, EF_MAX_SPEED), checked in one
+    place; `InvalidInput` names the field (``input`` on the OpenAI API) and the bound."""
+    if len(text) > settings.max_text_chars:
+        raise InvalidInput(
+            f"{text_field}: {len(text)} characters is more than the limit of "
+            f"{settings.max_text_chars} (EF_MAX_TEXT_CHARS); shorten it or split it into "
+            "several requests.",
+            param=text_field,
+        )
+    if not math.isfinite(speed) or not settings.min_speed <= speed <= settings.max_speed:
+        raise InvalidInput(
+            f"speed: {speed} is outside {settings.min_speed}-{settings.max_speed} "
+            "(EF_MIN_SPEED, EF_MAX_SPEED).",
+            param="speed",
+        )
+
+
 class SpeechService:
     """One per process: owns the database engine, the cache, the engine client and the workers."""
 
@@ -210,14 +229,7 @@ class SpeechService:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def _prepare(self, request: SpeechRequest) -> _Prepared:
-        if len(request.text) > self.settings.max_text_chars:
-            raise InvalidInput(
-                f"text: {len(request.text)} characters is more than the limit of "
-                f"{self.settings.max_text_chars} (EF_MAX_TEXT_CHARS); split the text.",
-                param="text",
-            )
-        if not 0 < request.speed <= 100:
-            raise InvalidInput(f"speed: {request.speed} must be positive.", param="speed")
+        check_limits(request.text, request.speed, self.settings)
         text = normalize(request.text)
         if not text:
             raise InvalidInput(
@@ -235,7 +247,11 @@ class SpeechService:
             text=text,
         )
         if not speech.sentences:
-            raise InvalidInput("text: nothing to say.", param="text")
+            raise InvalidInput(
+                "text: nothing to say: it has no letters or digits "
+                "(only punctuation, symbols or emoji).",
+                param="text",
+            )
         return _Prepared(text, voice, info, speech)
 
     async def _lookup(self, key: str) -> CachedAudio | None:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.backend.api.helpers import client_for, decode, error_of, metric_value, unique_text
+from tests.backend.conftest import BackendFactory
 from tests.utils.procs import Server
 
 pytestmark = pytest.mark.server
@@ -133,6 +134,8 @@ def _engine_metrics(engine: Server) -> str:
 BAD_INPUTS = [
     ({"text": ""}, 422, "text"),
     ({"text": "   \n "}, 422, "text"),
+    ({"text": "..."}, 422, "no letters or digits"),
+    ({"text": "\U0001f642\U0001f642"}, 422, "no letters or digits"),
     ({"text": "x" * 5001}, 422, "5000"),
     ({"text": "Hello.", "speed": 0}, 422, "speed"),
     ({"text": "Hello.", "speed": 4.5}, 422, "speed"),
@@ -182,7 +185,29 @@ def test_not_json_is_a_clear_4xx(client: httpx.Client) -> None:
         headers={"content-type": "application/json"},
     )
     assert broken.status_code == 422, broken.text
-    assert "JSON" in str(error_of(broken)["message"])
+    assert str(error_of(broken)["message"]).startswith("body: malformed JSON at character")
+    assert error_of(broken)["field"] == "body"
+    not_an_object = client.post("/api/v1/speech", json=["Hello."])
+    assert not_an_object.status_code == 422, not_an_object.text
+    assert str(error_of(not_an_object)["message"]).startswith("body: ")
+    assert error_of(not_an_object)["field"] == "body"
+
+
+def test_operator_speed_limits(backend_factory: BackendFactory) -> None:
+    """EF_MIN_SPEED / EF_MAX_SPEED are the limits every speech route applies."""
+    narrow = backend_factory(EF_MIN_SPEED="0.5", EF_MAX_SPEED="2")
+    with client_for(narrow) as client:
+        for speed in (0.4, 2.5):
+            native = client.post("/api/v1/speech", json={"text": "Hello.", "speed": speed})
+            assert native.status_code == 422, native.text
+            assert "EF_MIN_SPEED, EF_MAX_SPEED" in str(error_of(native)["message"])
+            openai = client.post(
+                "/v1/audio/speech", json={"model": "tts-1", "input": "Hello.", "speed": speed}
+            )
+            assert openai.status_code == 422, openai.text
+            assert openai.json()["error"]["param"] == "speed"
+        ok = client.post("/api/v1/speech", json={"text": unique_text("Half speed"), "speed": 0.5})
+        assert ok.status_code == 200, ok.text
 
 
 def test_voices_lists_the_engine_voices(client: httpx.Client) -> None:

@@ -16,10 +16,10 @@ from ef_backend.core.errors import (
 )
 from ef_backend.models import AudioFormat, Job, JobStatus
 from ef_backend.services import audio
-from ef_backend.services.speech import SpeechRequest, SpeechService
+from ef_backend.services.speech import SpeechRequest, SpeechService, check_limits
 from sqlmodel import col, func, select
 
-from tests.backend.services.conftest import ServiceFactory
+from tests.backend.services.conftest import ServiceFactory, SettingsFactory
 from tests.backend.services.helpers import ffprobe, metric, synth_calls, wait_until
 from tests.utils.procs import Server, free_port
 
@@ -278,3 +278,40 @@ async def test_health_probes_of_database_and_cache(service: SpeechService) -> No
     assert stats["workers"] == service.settings.tts_concurrency
     assert stats["max"] == service.settings.queue_max
     assert set(stats["counts"]) == {s.value for s in JobStatus}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("limits", "speed", "accepted"),
+    [
+        ({}, 0.25, True),
+        ({}, 4.0, True),
+        ({}, 0.2, False),
+        ({}, 4.5, False),
+        ({}, float("nan"), False),
+        ({"min_speed": 0.5, "max_speed": 2.0}, 0.4, False),
+        ({"min_speed": 0.5, "max_speed": 2.0}, 2.5, False),
+        ({"min_speed": 0.1, "max_speed": 6.0}, 0.1, True),  # widened: the operator decides
+        ({"min_speed": 0.1, "max_speed": 6.0}, 5.5, True),
+    ],
+)
+def test_speed_limits_come_from_the_settings(
+    make_settings: SettingsFactory, limits: dict[str, float], speed: float, accepted: bool
+) -> None:
+    settings = make_settings(**limits)
+    if accepted:
+        check_limits("Hello.", speed, settings)
+        return
+    with pytest.raises(InvalidInput) as caught:
+        check_limits("Hello.", speed, settings)
+    assert (
+        "EF_MIN_SPEED" in caught.value.message and str(settings.max_speed) in caught.value.message
+    )
+
+
+def test_text_limit_names_the_field(make_settings: SettingsFactory) -> None:
+    settings = make_settings(max_text_chars=10)
+    check_limits("x" * 10, 1.0, settings)
+    with pytest.raises(InvalidInput) as caught:
+        check_limits("x" * 11, 1.0, settings, text_field="input")
+    assert caught.value.message.startswith("input: 11 characters")
+    assert "EF_MAX_TEXT_CHARS" in caught.value.message

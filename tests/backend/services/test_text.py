@@ -45,6 +45,13 @@ def test_normalize_keeps_paragraph_breaks_as_one_newline() -> None:
         ("今日は晴れ。明日は雨\uff01", ["今日は晴れ。", "明日は雨\uff01"]),
         ("No final punctuation here", ["No final punctuation here"]),
         ("Title\n\nFirst line. Second line.", ["Title", "First line.", "Second line."]),
+        # Nothing to say on its own (Piper gives no audio): joins the sentence before it.
+        ("Hello. ... World.", ["Hello. ...", "World."]),
+        (
+            "Great news! \U0001f389\U0001f389. Really.",
+            ["Great news! \U0001f389\U0001f389.", "Really."],
+        ),
+        ("?! Then words.", ["Then words."]),
     ],
 )
 def test_split_sentences(text: str, expected: list[str]) -> None:
@@ -82,5 +89,7 @@ def test_default_limit_bounds_every_engine_call() -> None:
 
 def test_empty_text_has_no_sentences() -> None:
     assert split_sentences("") == []
+    assert split_sentences("...") == []
+    assert split_sentences("\U0001f642 !? \u2026") == []
     with pytest.raises(ValueError, match="positive"):
         split_sentences("Hi.", max_chars=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ef_common.voices import is_openai_voice
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,11 +15,6 @@ from ef_tts.audio import encode
 from ef_tts.engines import UnknownVoice
 
 router = APIRouter(tags=["openai"])
-
-#: OpenAI's voice names; when the model has no such voice they mean its default voice.
-OPENAI_VOICES = frozenset(
-    {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
-)
 
 
 class SpeechBody(BaseModel):
@@ -44,7 +40,8 @@ async def speech(body: SpeechBody, runtime: RuntimeDep, settings: SettingsDep) -
             text, voice=body.voice or None, language=body.language, speed=speed
         )
     except UnknownVoice:
-        if body.voice not in OPENAI_VOICES:
+        # OpenAI's voice names (any case) mean the default voice when the model has no such voice.
+        if not is_openai_voice(body.voice):
             raise
         result = await runtime.synthesize(text, voice=None, language=body.language, speed=speed)
     data, media_type = encode(result.samples, result.sample_rate, body.response_format)

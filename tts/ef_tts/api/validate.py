@@ -12,6 +12,11 @@ def check_text(text: str, settings: Settings) -> str:
     """The text to speak, or ``InputRejected`` when it is empty or over the limit."""
     if not text or not text.strip():
         raise InputRejected("empty_text", "Text parameter is required and must not be blank")
+    if not any(ch.isalnum() for ch in text):
+        raise InputRejected(
+            "nothing_to_say",
+            "Text has no letters or digits to speak (only punctuation, symbols or emoji)",
+        )
     if len(text) > settings.max_text_chars:
         raise InputRejected(
             "text_too_long",

@@ -18,9 +18,8 @@ from ef_backend.api.schemas import (
     ModelPublic,
     ModelsPublic,
     OpenAISpeechBody,
-    enforce_limits,
 )
-from ef_backend.services.speech import SpeechRequest
+from ef_backend.services.speech import SpeechRequest, check_limits
 
 router = APIRouter(
     prefix="/v1", tags=["openai"], dependencies=[Depends(rate_limit), Depends(api_key)]
@@ -49,7 +48,7 @@ _CREATED = 1704067200
 async def create_speech(
     body: OpenAISpeechBody, speech: SpeechDep, settings: SettingsDep, caller: CallerDep
 ) -> Response:
-    enforce_limits(body.input, body.speed, settings, text_field="input")
+    check_limits(body.input, body.speed, settings, text_field="input")
     request = SpeechRequest(
         text=body.input,
         voice=body.voice_id,

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends, Response
 from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
 from ef_backend.api.replies import audio_reply, stream_reply
 from ef_backend.api.responses import audio_response, errors
-from ef_backend.api.schemas import STREAM_FORMATS, SpeechStreamBody, enforce_limits, job_links
+from ef_backend.api.schemas import STREAM_FORMATS, SpeechStreamBody, job_links
 from ef_backend.core.errors import InvalidInput, SyncTimeout
-from ef_backend.services.speech import SpeechRequest
+from ef_backend.services.speech import SpeechRequest, check_limits
 
 router = APIRouter(
     prefix="/api/v1", tags=["speech"], dependencies=[Depends(rate_limit), Depends(api_key)]
@@ -34,7 +34,7 @@ router = APIRouter(
 async def speak(
     body: SpeechStreamBody, speech: SpeechDep, settings: SettingsDep, caller: CallerDep
 ) -> Response:
-    enforce_limits(body.text, body.speed, settings)
+    check_limits(body.text, body.speed, settings)
     request = SpeechRequest(
         text=body.text,
         voice=body.voice or None,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from ef_common.voices import OPENAI_VOICES
 from fastapi import APIRouter, Depends
 
 from ef_backend.api.deps import SpeechDep, rate_limit
 from ef_backend.api.responses import errors
 from ef_backend.api.schemas import VoicePublic, VoicesPublic
-from ef_backend.core.config import OPENAI_VOICES
 from ef_backend.core.errors import UnknownVoice
 
 log = logging.getLogger(__name__)
