@@ -26,9 +26,9 @@ CACHE_HIT_RATIO = "job:ef_audio_cache_hits:ratio_rate5m"
 REALTIME_FACTOR = "job:ef_tts_realtime_factor:ratio_rate5m"
 ENGINE_RTF_P50 = "job_engine:ef_tts_engine_realtime_factor:p50_rate5m"
 ENGINE_INFERENCE_P95 = "job_engine:ef_tts_engine_inference_seconds:p95_rate5m"
-DISK_FREE_FORECAST = "path:ef_disk_free_bytes:predict_linear24h"
-DB_GROWTH = "job:ef_db_size_bytes:deriv1h"
-CACHE_FILL_RATIO = "job:ef_audio_cache_size_bytes:ratio_max"
+DISK_FREE_FORECAST = "instance_path:ef_disk_free_bytes:predict_linear24h"
+DB_GROWTH = "instance:ef_db_size_bytes:deriv1h"
+CACHE_FILL_RATIO = "instance:ef_audio_cache_size_bytes:ratio"
 
 
 def http_latency(quantile: str) -> str:
@@ -96,6 +96,12 @@ def _http() -> list[Rule]:
 
 def _speech() -> list[Rule]:
     sel = c.BACKEND
+    # Successful engine calls; 0 (not "no data") before the first one, so that an engine that
+    # has never answered still shows a failure ratio of 1 and can alert.
+    successes = (
+        f"(sum by (job) (rate(ef_tts_synthesis_duration_seconds_count{{{sel}}}[5m]))\n"
+        f"  or 0 * sum by (job) (rate(ef_tts_failures_total{{{sel}}}[5m])))"
+    )
     rules: list[Rule] = [
         {
             "record": SPEECH_P95,
@@ -127,10 +133,7 @@ def _speech() -> list[Rule]:
         {
             # Engine calls: the synthesis histogram counts the successful ones, failures the rest.
             "record": ENGINE_CALLS,
-            "expr": (
-                f"sum by (job) (rate(ef_tts_synthesis_duration_seconds_count{{{sel}}}[5m]))\n"
-                f"+ sum by (job) (rate(ef_tts_failures_total{{{sel}}}[5m]))"
-            ),
+            "expr": f"{successes}\n+ sum by (job) (rate(ef_tts_failures_total{{{sel}}}[5m]))",
         },
         {
             # Failed engine calls over all engine calls, by reason.
@@ -139,7 +142,7 @@ def _speech() -> list[Rule]:
                 f"sum by (job, reason) (rate(ef_tts_failures_total{{{sel}}}[5m]))\n"
                 f"/ on (job) group_left ()\n"
                 f"(\n"
-                f"  sum by (job) (rate(ef_tts_synthesis_duration_seconds_count{{{sel}}}[5m]))\n"
+                f"  {successes}\n"
                 f"  + sum by (job) (rate(ef_tts_failures_total{{{sel}}}[5m]))\n"
                 f")"
             ),
