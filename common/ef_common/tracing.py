@@ -137,14 +137,30 @@ def _disable_fastapi_native_tracing(app: Any) -> None:
         config["tracing"] = False
 
 
+#: ``lean`` (default): our request span; ``fastapi``: opentelemetry-instrumentation-fastapi.
+INSTRUMENTATION_ENV = "EF_TRACING_INSTRUMENTATION"
+INSTRUMENTATIONS = ("lean", "fastapi")
+
+
+def stock_instrumentation_from_env() -> bool:
+    """Does ``EF_TRACING_INSTRUMENTATION`` ask for the stock FastAPI instrumentation?"""
+    value = os.environ.get(INSTRUMENTATION_ENV, "lean").strip().lower() or "lean"
+    if value not in INSTRUMENTATIONS:
+        raise ValueError(
+            f"{INSTRUMENTATION_ENV}={value!r}: use one of {', '.join(INSTRUMENTATIONS)}"
+        )
+    return value == "fastapi"
+
+
 def instrument_app(
-    app: Any, *, service: str, tracer_provider: Any | None = None, stock: bool = False
+    app: Any, *, service: str, tracer_provider: Any | None = None, stock: bool | None = None
 ) -> bool:
     """Trace every request of the FastAPI ``app``; returns whether tracing is on.
 
     By default a lean pure-ASGI middleware (:class:`ef_common.asgi.ServerSpanMiddleware`)
     opens one server span per request, continuing the caller's W3C trace context. ``stock=True``
-    uses ``opentelemetry-instrumentation-fastapi`` instead, which costs about five times as much
+    (or ``EF_TRACING_INSTRUMENTATION=fastapi`` when ``stock`` is None) uses
+    ``opentelemetry-instrumentation-fastapi`` instead, which costs about four times as much
     per request (figures in docs/performance.md). With ``tracer_provider`` (tests: an in-memory
     exporter) that provider is used whatever the environment says; otherwise
     :func:`configure_tracing` decides from ``OTEL_*``.
@@ -155,6 +171,8 @@ def instrument_app(
     provider = tracer_provider if tracer_provider is not None else configure_tracing(service)
     if provider is None:
         return False
+    if stock is None:
+        stock = stock_instrumentation_from_env()
     _disable_fastapi_native_tracing(app)
     if stock:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

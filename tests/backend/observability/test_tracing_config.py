@@ -115,3 +115,33 @@ def test_exporter_list(monkeypatch: pytest.MonkeyPatch, value: str, expected: li
     monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", value)
     assert exporters_from_env() == expected
+
+
+def test_sampler_ratio_comes_from_otel_variables() -> None:
+    """parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG: 0 keeps nothing, 1 everything."""
+    sampler = {"OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}
+    proc, none = run_app(**sampler, OTEL_TRACES_SAMPLER_ARG="0")
+    assert proc.returncode == 0, proc.stderr
+    assert none == []
+    proc, every = run_app(**sampler, OTEL_TRACES_SAMPLER_ARG="1")
+    assert proc.returncode == 0, proc.stderr
+    assert {s["name"] for s in every} == {"GET /items/{item_id}", "inner.work"}
+
+
+def test_stock_fastapi_instrumentation_on_request() -> None:
+    """EF_TRACING_INSTRUMENTATION=fastapi swaps our request span for the library's own."""
+    proc, lean = run_app(OTEL_TRACES_EXPORTER="console")
+    assert proc.returncode == 0, proc.stderr
+    proc, stock = run_app(OTEL_TRACES_EXPORTER="console", EF_TRACING_INSTRUMENTATION="fastapi")
+    assert proc.returncode == 0, proc.stderr
+    (lean_server,) = [s for s in lean if s["kind"] == "SpanKind.SERVER"]
+    stock_servers = [s for s in stock if s["kind"] == "SpanKind.SERVER"]
+    assert [s["name"] for s in stock_servers] == ["GET /items/{item_id}"]
+    # The library writes the older semantic conventions (http.target, http.flavor); ours not.
+    assert "http.flavor" in stock_servers[0]["attributes"]
+    assert "http.flavor" not in lean_server["attributes"]
+    inner = next(s for s in stock if s["name"] == "inner.work")
+    assert inner["context"]["trace_id"] == stock_servers[0]["context"]["trace_id"]
+    proc, _ = run_app(OTEL_TRACES_EXPORTER="console", EF_TRACING_INSTRUMENTATION="zipkin")
+    assert proc.returncode != 0
+    assert "EF_TRACING_INSTRUMENTATION='zipkin': use one of lean, fastapi" in proc.stderr
