@@ -24,6 +24,7 @@ def assert_failed_but_up(
     server = start_ef_tts("ef_tts-broken", log_dir, env, python=python)
     try:
         health = wait_for_health_state(server, "failed")
+        assert health["model_state"] == "failed"
         assert reason in str(health["error"]), health
         response = httpx.get(f"{server.url}/health")
         assert response.status_code == 503

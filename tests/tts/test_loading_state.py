@@ -25,6 +25,7 @@ async def test_loading_then_ready() -> None:
             health = await client.get("/health")
             assert health.status_code == 503
             assert health.json()["status"] == "loading"
+            assert health.json()["model_state"] == "loading"
             assert "error" not in health.json()
             refused = await client.get("/api/tts", params={"text": "Hello."})
             assert refused.status_code == 503

@@ -27,6 +27,7 @@ def speak(server: Server, **params: str) -> httpx.Response:
 def test_health_reports_the_loaded_model(piper_tts: Server) -> None:
     body = httpx.get(f"{piper_tts.url}/health").json()
     assert body["status"] == "ok"
+    assert body["model_state"] == "loaded"
     assert body["engine"] == "piper"
     assert body["model"] == BUILTIN
     assert body["device"] == "cpu"

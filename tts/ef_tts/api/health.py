@@ -14,12 +14,17 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health")
 async def health(runtime: RuntimeDep) -> JSONResponse:
-    """200 ``ok`` once the model serves; 503 ``loading`` or ``failed`` (with ``error``)."""
+    """200 ``ok`` once the model serves; 503 ``loading`` or ``failed`` (with ``error``).
+
+    ``status`` is the service's (ok, loading, failed: what probes read); ``model_state`` says the
+    same of the model in its own words (loaded, loading, failed).
+    """
     status = runtime.status()
     body: dict[str, object] = {
         "status": status.state,
         "engine": status.engine,
         "model": status.model,
+        "model_state": "loaded" if status.state == "ok" else status.state,
         "device": status.device,
         "version": __version__,
         "load_seconds": round(status.load_seconds, 3) if status.load_seconds is not None else None,
