@@ -256,17 +256,23 @@ def main() -> int:
         f"\nGET {ENDPOINT} ({app} app), uvicorn 1 worker, wrk -t1 -c{args.connections} "
         f"-d{args.duration:g}s, median of {args.rounds} interleaved rounds\n"
     )
-    print("| configuration | req/s | req/s vs off | server CPU us/request | cost (CPU) | target |")
-    print("|---|---:|---:|---:|---:|---|")
+    print(
+        "| configuration | req/s | req/s vs off | server CPU us/request | cost (CPU) "
+        "| cost per round, min-max | target |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
     for config in configs:
         rate_ratio = med_rate[config] / med_rate["off"] if "off" in med_rate else float("nan")
         # The server is CPU-bound on one core: the throughput it loses is 1 - cpu_off/cpu.
         cost = 1 - med_cpu["off"] / med_cpu[config] if "off" in med_cpu else float("nan")
+        # The same, round by round (configurations of one round ran back to back): the spread.
+        per_round = [1 - off / cpu for off, cpu in zip(cpu_us["off"], cpu_us[config], strict=True)]
+        spread = f"{min(per_round):.1%} to {max(per_round):.1%}" if config != "off" else "-"
         target = TARGETS.get(config)
         verdict = f"<= {target:.0%}: {'met' if cost <= target else 'MISSED'}" if target else ""
         print(
             f"| {config} | {med_rate[config]:.0f} | {rate_ratio:.2f} | {med_cpu[config]:.1f} "
-            f"| {cost:.1%} | {verdict} |"
+            f"| {cost:.1%} | {spread} | {verdict} |"
         )
     if "off" in inproc and "off" in med_cpu:
         full = med_cpu["off"]

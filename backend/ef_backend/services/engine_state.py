@@ -1,8 +1,9 @@
 """What the backend knows about its engine: identity, voices, and the health probe.
 
 The engine's identity (engine and model name) is part of every cache key, and its voices decide
-what a request may ask for. Both are remembered, so that cached audio is still served and jobs
-are still queued while the engine is briefly down. The health probe (a short sample synthesis)
+what a request may ask for. Both are remembered, in memory and in ``EF_DATA_DIR/engine.json``,
+so that cached audio is still served and jobs are still queued while the engine is down, even
+right after the backend restarted. The health probe (a short sample synthesis)
 is cached a few seconds so that health checks can never overload the engine, and it sets
 ``ef_tts_engine_up``.
 """
@@ -10,9 +11,12 @@ is cached a few seconds so that health checks can never overload the engine, and
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from ef_common.voices import OPENAI_VOICES
 
@@ -59,12 +63,69 @@ class EngineState:
         self._voices_at = 0.0
         self._health: EngineHealth | None = None
         self._lock: asyncio.Lock | None = None
+        self._snapshot_path: Path = settings.data_dir / "engine.json"
 
     async def identity(self) -> EngineInfo:
         """Engine and model name (part of every key); the last known one if the engine is down."""
         if self._info is None:
-            self._info = await self.client.info()
+            try:
+                self._set_info(await self.client.info())
+            except EngineUnavailable:
+                if not self._restore():
+                    raise
+        assert self._info is not None
         return self._info
+
+    # -- the snapshot on disk ----------------------------------------------------------------
+
+    def _set_info(self, info: EngineInfo) -> None:
+        changed = self._info is None or (self._info.engine, self._info.model) != (
+            info.engine,
+            info.model,
+        )
+        self._info = info
+        if changed:
+            self._save()
+
+    def _save(self) -> None:
+        """Write what is known (atomically: temp file, then rename); a failure only logs."""
+        if self._info is None:
+            return
+        snapshot = {
+            "engine": self._info.engine,
+            "model": self._info.model,
+            "voices": [asdict(v) for v in self._voices or []],
+        }
+        tmp = self._snapshot_path.with_suffix(".json.tmp")
+        try:
+            self._snapshot_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(snapshot), encoding="utf-8")
+            os.replace(tmp, self._snapshot_path)
+        except OSError as exc:
+            log.warning("cannot save the engine snapshot", extra={"error": str(exc)})
+
+    def _restore(self) -> bool:
+        """Load the last snapshot (engine down since this process started); True if found."""
+        try:
+            snapshot = json.loads(self._snapshot_path.read_text(encoding="utf-8"))
+            info = EngineInfo(
+                engine=str(snapshot["engine"]),
+                model=str(snapshot["model"]),
+                loaded=False,
+                status="unknown",
+                error="last known identity; the engine has not answered since start-up",
+            )
+            voices = [EngineVoice(**v) for v in snapshot["voices"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        self._info = self._info or info
+        if self._voices is None and voices:
+            self._voices = voices  # _voices_at stays 0: asked for again at the next chance
+        log.warning(
+            "engine unreachable; using its last known identity",
+            extra={"engine": info.engine, "model": info.model, "voices": len(voices)},
+        )
+        return True
 
     def down(self) -> EngineUnavailable | None:
         """The error to fail fast with when a fresh probe could not reach the engine."""
@@ -83,10 +144,15 @@ class EngineState:
         try:
             voices = await self.client.voices()
         except EngineUnavailable:
+            if self._voices is None:
+                self._restore()
             if self._voices is not None:
                 return self._voices
             raise
+        changed = voices != self._voices
         self._voices, self._voices_at = voices, now
+        if changed:
+            self._save()
         return voices
 
     async def resolve_voice(self, voice: str | None) -> str:
@@ -163,7 +229,7 @@ class EngineState:
         if not info.loaded:
             why = info.error or info.status
             return EngineHealth(True, False, None, info.engine, info.model, why, checked_at)
-        self._info = info  # the engine may have been restarted with another model
+        self._set_info(info)  # the engine may have been restarted with another model
         voice = self.default_voice(self._voices) if self._voices else None
         started = time.perf_counter()
         error: str | None = None

@@ -140,3 +140,36 @@ def test_an_engine_restart_loses_no_job(backend_factory: BackendFactory, session
             assert client.get("/api/admin/jobs/failed").json()["count"] == 0
     finally:
         engine.stop()
+
+
+def test_cached_audio_is_served_after_a_restart_with_the_engine_down(
+    backend_factory: BackendFactory, session_tmp: Path
+) -> None:
+    """The backend remembers its engine's identity and voices on disk (engine.json): restarted
+    while the engine is down, it still serves what is cached and lists the last known voices."""
+    port = free_port()
+    data = session_tmp / "restart-engine-down"
+    engine = start_piper_engine(port, session_tmp / "logs")
+    text = unique_text("Remembered across a restart")
+    try:
+        first = backend_factory(data, EF_TTS_URL=engine.url)
+        with client_for(first) as client:
+            spoken = client.post("/api/v1/speech", json={"text": text, "format": "mp3"})
+            assert spoken.status_code == 200 and spoken.headers["x-ef-cache"] == "miss"
+            voices = client.get("/api/v1/voices").json()["data"]
+        first.stop()
+    finally:
+        engine.stop()
+    assert (data / "engine.json").exists()
+
+    second = backend_factory(data, ready_path="/health/live", EF_TTS_URL=engine.url)
+    with client_for(second) as client:
+        again = client.post("/api/v1/speech", json={"text": text, "format": "mp3"})
+        assert again.status_code == 200, again.text
+        assert again.headers["x-ef-cache"] == "hit"
+        assert again.content == spoken.content
+        assert client.get("/api/v1/voices").json()["data"] == voices
+        new = client.post("/api/v1/speech", json={"text": unique_text("Not cached")})
+        assert new.status_code == 503, new.text
+        assert error_of(new)["code"] == "engine_unavailable"
+        assert client.get("/health/ready").status_code == 503
