@@ -116,7 +116,14 @@ def exposed_names(text: str) -> set[str]:
 # --------------------------------------------------------------------------- EchoForge services
 
 
-def start_backend(workdir: Path, *, port: int, tts_url: str, data_dir: Path) -> Server:
+def start_backend(
+    workdir: Path,
+    *,
+    port: int,
+    tts_url: str,
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+) -> Server:
     """A real ef_backend (``ef-backend serve``) against a real ef_tts; call wait_ready."""
     return start_server(
         "ef_backend",
@@ -128,6 +135,7 @@ def start_backend(workdir: Path, *, port: int, tts_url: str, data_dir: Path) -> 
             "EF_PORT": str(port),
             "EF_DATA_DIR": str(data_dir),
             "EF_TTS_URL": tts_url,
+            **(env or {}),
         },
     )
 

@@ -12,6 +12,8 @@ arrives. The tests run in file order on one stack.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -64,8 +66,17 @@ class Stack:
 
     def restart_backend(self) -> None:
         self.backend = start_backend(
-            self.workdir, port=self.backend.port, tts_url=self.tts.url, data_dir=self.data_dir
+            self.workdir,
+            port=self.backend.port,
+            tts_url=self.tts.url,
+            data_dir=self.data_dir,
+            env=TRACED,
         ).wait_ready("/health/ready", timeout=120)
+
+
+#: The backend traces every request (spans to stderr, i.e. its log file), so that its latency
+#: histograms carry trace-id exemplars for Prometheus to store.
+TRACED = {"OTEL_TRACES_EXPORTER": "console"}
 
 
 def _rules_for_test(target: Path) -> Path:
@@ -107,7 +118,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, piper_tts: Server) -> Iterat
     stack: Stack | None = None
     try:
         backend = start_backend(
-            workdir, port=free_port(), tts_url=piper_tts.url, data_dir=data_dir
+            workdir, port=free_port(), tts_url=piper_tts.url, data_dir=data_dir, env=TRACED
         ).wait_ready("/health/ready", timeout=120)
         started.append(backend)
         disk = start_disk_exporter(workdir, port=free_port(), paths=[data_dir])
@@ -251,6 +262,28 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
         wait_for(all_have_data, timeout=60, what="every dashboard query to return data", interval=2)
     except AssertionError:
         pytest.fail("queries without data:\n" + "\n".join(missing))
+
+
+def test_prometheus_stores_trace_exemplars(stack: Stack) -> None:
+    """Scraped as OpenMetrics, the latency histograms hand Prometheus exemplars with the trace
+    id: what makes an exemplar on a Grafana latency panel open its trace."""
+    started = time.time() - 600
+
+    def exemplars() -> list[dict[str, str]]:
+        response = httpx.get(
+            f"{stack.prometheus.url}/api/v1/query_exemplars",
+            params={
+                "query": 'ef_http_request_duration_seconds_bucket{job="ef_backend"}',
+                "start": started,
+                "end": time.time() + 60,
+            },
+            timeout=5,
+        )
+        assert response.status_code == 200, response.text
+        return [e["labels"] for s in response.json()["data"] for e in s["exemplars"]]
+
+    found = wait_for(exemplars, timeout=60, what="exemplars in Prometheus")
+    assert all(re.fullmatch(r"[0-9a-f]{32}", labels["trace_id"]) for labels in found), found
 
 
 def _is(message: EmailMessage, status: str) -> bool:
