@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.utils.procs import COQUI_BIN, REPO, Server, free_port, start_server
+from tests.utils.procs import COQUI_BIN, REPO, Server, free_port, start_ef_tts, start_server
 
 
 @pytest.fixture(scope="session")
@@ -20,14 +19,7 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def piper_tts(session_tmp: Path) -> Iterator[Server]:
     """A real ef_tts with the Piper engine and the joe voice from PyPI, shared by a session."""
-    port = free_port()
-    server = start_server(
-        "ef_tts-piper",
-        [sys.executable, "-m", "ef_tts"],
-        port=port,
-        log_dir=session_tmp / "logs",
-        env={"EF_TTS_ENGINE": "piper", "EF_TTS_HOST": "127.0.0.1", "EF_TTS_PORT": str(port)},
-    )
+    server = start_ef_tts("ef_tts-piper", session_tmp / "logs", {"EF_TTS_ENGINE": "piper"})
     try:
         server.wait_ready("/health", timeout=120)
         yield server
@@ -68,19 +60,15 @@ def tiny_vits_speakers(session_tmp: Path) -> Path:
 @pytest.fixture(scope="session")
 def coqui_tts(session_tmp: Path, tiny_vits: Path) -> Iterator[Server]:
     """Our ef_tts with the Coqui engine on the tiny VITS, from the Coqui environment."""
-    port = free_port()
-    server = start_server(
+    server = start_ef_tts(
         "ef_tts-coqui",
-        [_coqui_python(), "-m", "ef_tts"],
-        port=port,
-        log_dir=session_tmp / "logs",
-        env={
+        session_tmp / "logs",
+        {
             "EF_TTS_ENGINE": "coqui",
-            "EF_TTS_HOST": "127.0.0.1",
-            "EF_TTS_PORT": str(port),
             "EF_TTS_MODEL_PATH": str(tiny_vits / "model.pth"),
             "EF_TTS_CONFIG_PATH": str(tiny_vits / "config.json"),
         },
+        python=_coqui_python(),
     )
     try:
         server.wait_ready("/health", timeout=180)

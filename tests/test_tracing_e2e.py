@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from tests.backend.api.helpers import unique_text
 from tests.backend.observability.otlp import OtlpReceiver, ReceivedSpan
-from tests.utils.procs import VENV_BIN, Server, free_port, start_server
+from tests.utils.procs import VENV_BIN, Server, free_port, start_ef_tts, start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -45,18 +44,8 @@ def receiver() -> Iterator[OtlpReceiver]:
 
 @pytest.fixture(scope="module")
 def traced_tts(receiver: OtlpReceiver, session_tmp: Path) -> Iterator[Server]:
-    port = free_port()
-    server = start_server(
-        "ef_tts-traced",
-        [sys.executable, "-m", "ef_tts"],
-        port=port,
-        log_dir=session_tmp / "logs",
-        env={
-            "EF_TTS_ENGINE": "piper",
-            "EF_TTS_HOST": "127.0.0.1",
-            "EF_TTS_PORT": str(port),
-            **otel_env(receiver),
-        },
+    server = start_ef_tts(
+        "ef_tts-traced", session_tmp / "logs", {"EF_TTS_ENGINE": "piper", **otel_env(receiver)}
     )
     try:
         yield server.wait_ready("/health", timeout=120)

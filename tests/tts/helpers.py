@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import io
-import sys
 import wave
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from tests.utils.procs import Server, free_port, start_server
+from tests.utils.procs import Server
 
 
 @dataclass(frozen=True)
@@ -35,19 +32,6 @@ def read_wav(data: bytes) -> Wav:
             frames=wav.getnframes(),
             pcm=wav.readframes(wav.getnframes()),
         )
-
-
-def start_ef_tts(
-    name: str,
-    log_dir: Path,
-    env: Mapping[str, str],
-    *,
-    python: str = sys.executable,
-) -> Server:
-    """Start ``python -m ef_tts`` on a free loopback port (not yet waited for)."""
-    port = free_port()
-    full_env = {"EF_TTS_HOST": "127.0.0.1", "EF_TTS_PORT": str(port), **env}
-    return start_server(name, [python, "-m", "ef_tts"], port=port, log_dir=log_dir, env=full_env)
 
 
 def wait_for_health_state(server: Server, state: str, timeout: float = 180.0) -> dict[str, object]:

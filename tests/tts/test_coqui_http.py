@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.tts.helpers import read_wav, start_ef_tts, wait_for_health_state
-from tests.utils.procs import COQUI_BIN, Server
+from tests.tts.helpers import read_wav, wait_for_health_state
+from tests.utils.procs import COQUI_BIN, Server, start_ef_tts
 
 pytestmark = [pytest.mark.coqui, pytest.mark.server]
 

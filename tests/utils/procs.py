@@ -137,3 +137,17 @@ def start_server(
         host=host,
     )
     return server.start()
+
+
+def start_ef_tts(
+    name: str,
+    log_dir: Path,
+    env: Mapping[str, str],
+    *,
+    port: int | None = None,
+    python: str = sys.executable,
+) -> Server:
+    """Start ``python -m ef_tts`` on loopback (a free port unless given); not yet waited for."""
+    port = port or free_port()
+    full_env = {"EF_TTS_HOST": "127.0.0.1", "EF_TTS_PORT": str(port), **env}
+    return start_server(name, [python, "-m", "ef_tts"], port=port, log_dir=log_dir, env=full_env)

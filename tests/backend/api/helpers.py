@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 import av
 import httpx
 
-from tests.utils.procs import Server, start_server
+from tests.utils.procs import Server, start_ef_tts
 
 
 @dataclass(frozen=True)
@@ -116,18 +115,7 @@ def error_of(response: httpx.Response) -> dict[str, object]:
 
 def start_piper_engine(port: int, log_dir: Path, **env: str) -> Server:
     """A private Piper ef_tts on ``port``, for tests that stop, break or restart the engine."""
-    server = start_server(
-        "ef_tts-private",
-        [sys.executable, "-m", "ef_tts"],
-        port=port,
-        log_dir=log_dir,
-        env={
-            "EF_TTS_ENGINE": "piper",
-            "EF_TTS_HOST": "127.0.0.1",
-            "EF_TTS_PORT": str(port),
-            **env,
-        },
-    )
+    server = start_ef_tts("ef_tts-private", log_dir, {"EF_TTS_ENGINE": "piper", **env}, port=port)
     try:
         return server.wait_ready("/health", timeout=120)
     except Exception:

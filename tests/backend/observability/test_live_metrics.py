@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import random
 import string
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from tests.backend.api.helpers import long_text, unique_text, wait_job
 from tests.backend.conftest import BackendFactory
 from tests.backend.observability.support import samples, value
-from tests.utils.procs import Server, free_port, start_server
+from tests.utils.procs import Server, start_ef_tts
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -46,18 +45,10 @@ def one_worker(backend_factory: BackendFactory, data_dir: Path) -> Server:
 @pytest.fixture(scope="module")
 def short_engine(session_tmp: Path) -> Iterator[Server]:
     """A real ef_tts that refuses texts over 250 characters (a 4xx the backend cannot retry)."""
-    port = free_port()
-    server = start_server(
+    server = start_ef_tts(
         "ef_tts-short",
-        [sys.executable, "-m", "ef_tts"],
-        port=port,
-        log_dir=session_tmp / "logs",
-        env={
-            "EF_TTS_ENGINE": "piper",
-            "EF_TTS_HOST": "127.0.0.1",
-            "EF_TTS_PORT": str(port),
-            "EF_TTS_MAX_TEXT_CHARS": "250",
-        },
+        session_tmp / "logs",
+        {"EF_TTS_ENGINE": "piper", "EF_TTS_MAX_TEXT_CHARS": "250"},
     )
     try:
         yield server.wait_ready("/health", timeout=120)

@@ -18,20 +18,14 @@ from ef_backend.services.worker import WAITING_FOR_ENGINE
 
 from tests.backend.services.conftest import ServiceFactory
 from tests.backend.services.helpers import metric, new_job, synth_calls, wait_until
-from tests.utils.procs import Server, free_port, start_server
+from tests.utils.procs import Server, free_port, start_ef_tts, start_server
 
 pytestmark = pytest.mark.server
 
 
 def start_piper(port: int, log_dir: Path) -> Server:
     """A private ef_tts (Piper) on ``port``, for tests that stop and restart the engine."""
-    server = start_server(
-        "ef_tts-piper-private",
-        [sys.executable, "-m", "ef_tts"],
-        port=port,
-        log_dir=log_dir,
-        env={"EF_TTS_ENGINE": "piper", "EF_TTS_HOST": "127.0.0.1", "EF_TTS_PORT": str(port)},
-    )
+    server = start_ef_tts("ef_tts-piper-private", log_dir, {"EF_TTS_ENGINE": "piper"}, port=port)
     return server.wait_ready("/health", timeout=120)
 
 
@@ -105,18 +99,10 @@ async def test_an_engine_that_stays_down_loses_no_job(
         url = f"http://127.0.0.1:{free_port()}"
         reason = "unreachable"
     else:
-        port = free_port()
-        broken = start_server(
+        broken = start_ef_tts(
             "ef_tts-broken-model",
-            [sys.executable, "-m", "ef_tts"],
-            port=port,
-            log_dir=tmp_path / "logs",
-            env={
-                "EF_TTS_ENGINE": "piper",
-                "EF_TTS_HOST": "127.0.0.1",
-                "EF_TTS_PORT": str(port),
-                "EF_TTS_MODEL_PATH": str(tmp_path / "missing.onnx"),
-            },
+            tmp_path / "logs",
+            {"EF_TTS_ENGINE": "piper", "EF_TTS_MODEL_PATH": str(tmp_path / "missing.onnx")},
         )
         private_engines.append(broken.wait_ready("/health/live", timeout=60))
         url, reason = broken.url, "engine_error"
