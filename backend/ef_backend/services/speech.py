@@ -216,7 +216,9 @@ class SpeechService:
     async def _probe_loop(self) -> None:
         while True:
             try:
-                await self.engine.health(max_age_s=0.0)
+                health = await self.engine.health(max_age_s=0.0)
+                if health.reachable and health.model_loaded:
+                    self.workers.engine_is_back()  # no need to wait out the workers' pause
             except Exception:
                 log.exception("engine probe failed")
             await asyncio.sleep(PROBE_INTERVAL_S)

@@ -166,6 +166,15 @@ class WorkerPool:
         """Why the workers wait for the engine, or None while the last engine call worked."""
         return self._down_message
 
+    def engine_is_back(self) -> None:
+        """The engine answered a probe: end the workers' pause now and forget the outage."""
+        if self._down_message is None:
+            return
+        self._paused_until = 0.0
+        self._down_streak, self._down_message = 0, None
+        self.events.work_queued()  # idle workers look at the queue again at once
+        log.info("engine back; workers resume")
+
     def _pause_for_engine(self, message: str, retry_after: float | None) -> float:
         """Pause claiming (all workers): the engine's Retry-After, else a doubling backoff."""
         self._down_message = message
@@ -179,8 +188,9 @@ class WorkerPool:
     async def _wait_while_paused(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set() and (left := self._paused_until - loop.time()) > 0:
+            # In slices, so that engine_is_back() (which zeroes the pause) is seen within 1 s.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=left)
+                await asyncio.wait_for(self._stopping.wait(), timeout=min(left, 1.0))
 
     async def _run(self, worker_id: str) -> None:
         while not self._stopping.is_set():
