@@ -199,7 +199,7 @@ def _problem(err: Mapping[str, Any]) -> dict[str, str]:
     """One validation error as ``{field, message}``; the whole body is called ``body``."""
     loc = [str(p) for p in err.get("loc", ())]
     if err.get("type") == "json_invalid":
-        # loc holds a byte offset here, not a field: say where the JSON broke instead.
+        # loc holds the character position here, not a field: say where the JSON broke.
         where = loc[-1] if len(loc) > 1 else "?"
         return {"field": "body", "message": f"malformed JSON at character {where}"}
     field = ".".join(p for p in loc if p != "body") or "body"

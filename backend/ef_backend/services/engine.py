@@ -166,12 +166,13 @@ class EngineClient:
                         reason="timeout",
                     ) from exc
                 except httpx.TransportError as exc:
+                    # Dropped mid-request: maybe this very input crashed the engine, so it
+                    # counts as an attempt (not "down"), or a poison job would loop forever.
                     span.set_status(trace.StatusCode.ERROR, "unreachable")
                     raise EngineUnavailable(
                         f"The connection to the speech engine at {self.base_url} failed "
                         f"({type(exc).__name__}).",
                         reason="unreachable",
-                        down=True,
                     ) from exc
                 span.set_attribute("http.response.status_code", response.status_code)
                 if response.status_code >= 500:

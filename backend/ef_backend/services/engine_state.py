@@ -14,9 +14,11 @@ import asyncio
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ef_common.voices import OPENAI_VOICES
 
@@ -88,26 +90,41 @@ class EngineState:
             self._save()
 
     def _save(self) -> None:
-        """Write what is known (atomically: temp file, then rename); a failure only logs."""
+        """Write what is known (atomically: own temp file, then rename); a failure only logs.
+
+        Voices not asked for yet in this process are kept from the last snapshot when it is of
+        the same engine and model (they belong to that model, not to another one).
+        """
         if self._info is None:
             return
-        snapshot = {
-            "engine": self._info.engine,
-            "model": self._info.model,
-            "voices": [asdict(v) for v in self._voices or []],
-        }
-        tmp = self._snapshot_path.with_suffix(".json.tmp")
+        identity = {"engine": self._info.engine, "model": self._info.model}
+        voices = [asdict(v) for v in self._voices] if self._voices is not None else None
+        if voices is None:
+            previous = self._read_snapshot()
+            same = previous is not None and all(previous.get(k) == v for k, v in identity.items())
+            voices = previous.get("voices", []) if previous is not None and same else []
         try:
             self._snapshot_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(snapshot), encoding="utf-8")
+            fd, tmp = tempfile.mkstemp(dir=self._snapshot_path.parent, prefix=".engine.")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({**identity, "voices": voices}, out)
             os.replace(tmp, self._snapshot_path)
         except OSError as exc:
             log.warning("cannot save the engine snapshot", extra={"error": str(exc)})
 
-    def _restore(self) -> bool:
-        """Load the last snapshot (engine down since this process started); True if found."""
+    def _read_snapshot(self) -> dict[str, Any] | None:
         try:
             snapshot = json.loads(self._snapshot_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return snapshot if isinstance(snapshot, dict) else None
+
+    def _restore(self) -> bool:
+        """Load the last snapshot (engine down since this process started); True if found."""
+        snapshot = self._read_snapshot()
+        if snapshot is None:
+            return False
+        try:
             info = EngineInfo(
                 engine=str(snapshot["engine"]),
                 model=str(snapshot["model"]),
@@ -116,7 +133,7 @@ class EngineState:
                 error="last known identity; the engine has not answered since start-up",
             )
             voices = [EngineVoice(**v) for v in snapshot["voices"]]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return False
         self._info = self._info or info
         if self._voices is None and voices:

@@ -142,6 +142,7 @@ class JobQueue:
                 lease_until=now + timedelta(seconds=self.lease_s),
                 started_at=now,
                 attempts=Job.attempts + 1,
+                error=None,  # e.g. "Waiting for the speech engine": stale once a worker has it
             )
             .returning(Job)
         )

@@ -41,7 +41,7 @@ from ef_backend.services.events import JobEvents
 from ef_backend.services.plan import SpeechPlan, plan
 from ef_backend.services.queue import JobQueue, NewJob
 from ef_backend.services.text import normalize
-from ef_backend.services.worker import WAITING_FOR_ENGINE, WorkerPool, WorkerSettings
+from ef_backend.services.worker import WorkerPool, WorkerSettings
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -217,7 +217,7 @@ class SpeechService:
         while True:
             try:
                 health = await self.engine.health(max_age_s=0.0)
-                if health.reachable and health.model_loaded:
+                if health.reachable and health.model_loaded and health.error is None:
                     self.workers.engine_is_back()  # no need to wait out the workers' pause
             except Exception:
                 log.exception("engine probe failed")
@@ -303,11 +303,9 @@ class SpeechService:
                 if sentences is not None and job.sentences_done >= sentences:
                     return job
                 if job.status is JobStatus.queued:
-                    # The engine went down under the job: say so now instead of at the timeout.
-                    error = job.error or ""
-                    why = self.workers.engine_down()
-                    if error.startswith(WAITING_FOR_ENGINE):
-                        why = error.removeprefix(WAITING_FOR_ENGINE)
+                    # The engine was found down after this job was queued (so the job waits for
+                    # it): say so now instead of at the timeout.
+                    why = self.workers.engine_down_since(job.created_at.timestamp())
                     if why is not None:
                         raise EngineUnavailable(
                             f"The speech engine is down; job {job_id} stays queued and will be "

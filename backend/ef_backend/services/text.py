@@ -115,13 +115,13 @@ def split_sentences(text: str, *, max_chars: int = MAX_SENTENCE_CHARS) -> list[s
     sentences: list[str] = []
     for paragraph in text.split("\n"):
         for sentence in _split_paragraph(paragraph):
-            if not speakable(sentence):
-                # "...", "?!", an emoji: nothing an engine can say (Piper returns no audio).
-                # Kept as the end of the sentence before it, where it may still shape the pause.
-                if sentences and len(sentences[-1]) + 1 + len(sentence) <= max_chars:
-                    sentences[-1] = f"{sentences[-1]} {sentence}"
-                continue
-            sentences.extend(_cut(sentence, max_chars))
+            for piece in _cut(sentence, max_chars):
+                if speakable(piece):
+                    sentences.append(piece)
+                elif sentences and len(sentences[-1]) + 1 + len(piece) <= max_chars:
+                    # "...", "?!", emoji: nothing an engine can say (Piper returns no audio).
+                    # Kept at the end of the piece before it, where it may still shape a pause.
+                    sentences[-1] = f"{sentences[-1]} {piece}"
     return sentences
 
 

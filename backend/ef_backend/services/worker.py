@@ -116,6 +116,7 @@ class WorkerPool:
         self._paused_until = 0.0
         self._down_streak = 0
         self._down_message: str | None = None
+        self._down_at = 0.0  # wall-clock time of the last engine call that found it down
 
     @property
     def size(self) -> int:
@@ -166,22 +167,34 @@ class WorkerPool:
         """Why the workers wait for the engine, or None while the last engine call worked."""
         return self._down_message
 
+    def engine_down_since(self, since: float) -> str | None:
+        """Why the engine is down, if an engine call found it down at or after ``since``
+        (Unix time): a job queued later has not been tried yet and may well succeed."""
+        if self._down_message is not None and self._down_at >= since:
+            return self._down_message
+        return None
+
     def engine_is_back(self) -> None:
         """The engine answered a probe: end the workers' pause now and forget the outage."""
-        if self._down_message is None:
+        if self._down_message is None and self._paused_until == 0.0:
             return
-        self._paused_until = 0.0
-        self._down_streak, self._down_message = 0, None
+        self._engine_ok()
         self.events.work_queued()  # idle workers look at the queue again at once
         log.info("engine back; workers resume")
+
+    def _engine_ok(self) -> None:
+        self._paused_until = 0.0
+        self._down_streak, self._down_message = 0, None
 
     def _pause_for_engine(self, message: str, retry_after: float | None) -> float:
         """Pause claiming (all workers): the engine's Retry-After, else a doubling backoff."""
         self._down_message = message
-        self._down_streak += 1
+        self._down_at = time.time()
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._paused_until:
+            self._down_streak += 1  # once per pause, however many workers found it down
         backoff = self.settings.retry_backoff_s * 2.0 ** min(self._down_streak, 16)
         delay = min(ENGINE_DOWN_MAX_PAUSE_S, max(retry_after or 0.0, backoff))
-        loop = asyncio.get_running_loop()
         self._paused_until = max(self._paused_until, loop.time() + delay)
         return delay
 
@@ -384,7 +397,7 @@ class WorkerPool:
                     job, worker_id, attempts, "engine_error", str(exc), exc
                 )
                 continue
-            self._down_streak, self._down_message = 0, None
+            self._engine_ok()
             metrics.tts_synthesis_duration_seconds.labels(
                 job.engine or "unknown", job.voice
             ).observe(elapsed)

@@ -158,6 +158,12 @@ def test_cached_audio_is_served_after_a_restart_with_the_engine_down(
             assert spoken.status_code == 200 and spoken.headers["x-ef-cache"] == "miss"
             voices = client.get("/api/v1/voices").json()["data"]
         first.stop()
+        # A restart with the engine up and no request: the start-up probe refreshes the
+        # identity and must keep the voices it has not asked for.
+        idle = backend_factory(data, EF_TTS_URL=engine.url)
+        with client_for(idle) as client:
+            assert client.get("/health").status_code == 200
+        idle.stop()
     finally:
         engine.stop()
     assert (data / "engine.json").exists()

@@ -87,6 +87,17 @@ def test_default_limit_bounds_every_engine_call() -> None:
     assert pieces[-1] == "Short one."
 
 
+def test_no_piece_is_unspeakable_even_after_cutting() -> None:
+    """A long run of emoji is cut like any long sentence; no piece without words reaches the
+    engine (ef_tts refuses those with 400 nothing_to_say, which would fail the whole job)."""
+    text = normalize("Great news " + "\U0001f389 " * 300 + "and words at the end.")
+    pieces = split_sentences(text)
+    assert pieces, pieces
+    assert all(any(ch.isalnum() for ch in piece) for piece in pieces), pieces
+    assert all(len(piece) <= MAX_SENTENCE_CHARS for piece in pieces)
+    assert pieces[0].startswith("Great news") and pieces[-1].endswith("and words at the end.")
+
+
 def test_empty_text_has_no_sentences() -> None:
     assert split_sentences("") == []
     assert split_sentences("...") == []

@@ -74,8 +74,8 @@ async def test_engine_stopped_midway_keeps_the_job_until_it_is_back(
         lambda: metric("ef_tts_failures_total", reason="unreachable") >= unreachable + 3,
         timeout=60,
     )
-    waiting = service.get_job(job.id)
-    assert waiting.status in (JobStatus.queued, JobStatus.running)
+    await wait_until(lambda: service.get_job(job.id).status is JobStatus.queued, timeout=60)
+    waiting = service.get_job(job.id)  # back in the queue, paused (at least 5 s) before a retry
     assert (waiting.error or "").startswith(WAITING_FOR_ENGINE), waiting.error
     assert "unreachable" in (waiting.error or "")
     assert waiting.attempts <= 1, "waiting for the engine uses up no attempt"
@@ -112,14 +112,13 @@ async def test_an_engine_that_stays_down_loses_no_job(
     job, _ = service.queue.enqueue(new_job("Nobody will say this until the engine is back."))
     service.events.work_queued()
     await wait_until(lambda: metric("ef_tts_failures_total", reason=reason) >= down + 3, timeout=60)
-    waiting = service.get_job(job.id)
-    assert waiting.status in (JobStatus.queued, JobStatus.running)
+    await wait_until(lambda: service.get_job(job.id).status is JobStatus.queued, timeout=60)
+    waiting = service.get_job(job.id)  # back in the queue, paused (at least 5 s) before a retry
     assert (waiting.error or "").startswith(WAITING_FOR_ENGINE), waiting.error
     assert waiting.error_reason is None and waiting.attempts <= 1
     assert metric("ef_tts_jobs_total", outcome="failed") == failed
     assert service.failed_jobs(limit=10, offset=0)[1] == 0
     # A client may still give up on it: a waiting job is queued, so it can be cancelled.
-    await wait_until(lambda: service.get_job(job.id).status is JobStatus.queued, timeout=60)
     assert service.queue.cancel(job.id).status is JobStatus.cancelled
 
 
@@ -147,6 +146,46 @@ async def test_engine_errors_other_than_down_are_retried_then_fail(
     assert metric("ef_tts_jobs_total", outcome="retried") == retried + 2
     failed_jobs, count = service.failed_jobs(limit=10, offset=0)
     assert count == 1 and failed_jobs[0].id == job.id
+
+
+DROPPER = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    conn, _ = server.accept()
+    conn.recv(65536)
+    conn.close()  # read the request, then hang up: what an engine that crashes on it looks like
+"""
+
+
+async def test_an_engine_that_drops_the_call_fails_the_job_after_its_attempts(
+    service_factory: ServiceFactory, private_engines: list[Server], tmp_path: Path
+) -> None:
+    """A connection dropped mid-request may be this very input crashing the engine: it counts
+    as an attempt (never "engine down"), so a poison job cannot loop forever."""
+    port = free_port()
+    dropper = start_server(
+        "engine-that-hangs-up",
+        [sys.executable, "-c", DROPPER, str(port)],
+        port=port,
+        log_dir=tmp_path / "logs",
+    )
+    private_engines.append(dropper)
+    await wait_until(lambda: _listening(port), timeout=30)
+    service = await service_factory(
+        tts_url=dropper.url, job_retry_backoff_s=0.05, job_max_attempts=3
+    )
+    job, _ = service.queue.enqueue(new_job("This text crashes the engine every time."))
+    service.events.work_queued()
+    done = await finished(service, job.id)
+    assert done.status is JobStatus.failed
+    assert done.error_reason == "unreachable" and done.attempts == 3
+    assert service.workers.engine_down() is None, "a dropped call does not pause the workers"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def test_an_engine_refusal_fails_at_once(
