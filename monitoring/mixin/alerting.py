@@ -87,7 +87,8 @@ def backend() -> list[Alert]:
             "critical",
             "backend",
             f'label_replace(ef_db_up{{{B}}} == 0, "check", "database", "", "")\n'
-            f'or label_replace(ef_tts_engine_up{{{B}}} == 0, "check", "engine", "", "")',
+            f'or label_replace(ef_tts_engine_up{{{B}}} == 0, "check", "engine", "", "")\n'
+            f'or label_replace(ef_audio_cache_writable{{{B}}} == 0, "check", "cache", "", "")',
             "The EchoForge backend is not ready.",
             "ef_backend at {{ $labels.instance }} answers but its {{ $labels.check }} check has "
             "failed for 5 minutes: /health/ready says 503 and speech requests fail.",

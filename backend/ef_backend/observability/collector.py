@@ -1,9 +1,10 @@
-"""Gauges read at scrape time: cache and database size, database health, queue depth, build.
+"""Gauges read at scrape time: cache and database size and health, queue depth, build.
 
 These describe shared state (the SQLite file, the cache table, the job queue), so they are read
 when Prometheus scrapes rather than kept in process memory: the value is right whichever
-process or uvicorn worker changed it. Every read is cheap: two ``stat`` calls and the speech
-service's counters (SQL aggregates), never a walk of the cache directory.
+process or uvicorn worker changed it. Every read is cheap: two ``stat`` calls, the speech
+service's counters (SQL aggregates) and the two readiness probes (a rolled-back write, a temp
+file created and removed), never a walk of the cache directory.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class SpeechStats(Protocol):
     def queue_stats(self) -> dict[str, object]: ...
 
     def db_ok(self) -> tuple[bool, str | None]: ...
+
+    def cache_writable(self) -> tuple[bool, str | None]: ...
 
 
 def sqlite_path(db_url: str) -> Path | None:
@@ -111,7 +114,10 @@ class EchoForgeCollector(Collector):
             size = _file_size(self._db_path) + _file_size(Path(f"{self._db_path}-wal"))
             families["ef_db_size_bytes"].add_metric([], float(size))
 
-        families["ef_db_up"].add_metric([], 1.0 if self._db_up(speech) else 0.0)
+        families["ef_db_up"].add_metric([], 1.0 if self._probe(speech, "db_ok") else 0.0)
+        families["ef_audio_cache_writable"].add_metric(
+            [], 1.0 if self._probe(speech, "cache_writable") else 0.0
+        )
         return [family for family in families.values() if family.samples]
 
     def _families(self) -> dict[str, GaugeMetricFamily]:
@@ -143,6 +149,10 @@ class EchoForgeCollector(Collector):
             "ef_db_up": _gauge(
                 "ef_db_up", "1 if a write-and-rollback probe of the database succeeded, else 0."
             ),
+            "ef_audio_cache_writable": _gauge(
+                "ef_audio_cache_writable",
+                "1 if a file could be created and removed in the audio cache directory, else 0.",
+            ),
         }
 
     def _service(self) -> SpeechStats | None:
@@ -163,14 +173,15 @@ class EchoForgeCollector(Collector):
         return stats if isinstance(stats, Mapping) else {}
 
     @staticmethod
-    def _db_up(speech: SpeechStats | None) -> bool:
+    def _probe(speech: SpeechStats | None, method: str) -> bool:
+        """One of the readiness probes (``db_ok``, ``cache_writable``), as /health/ready runs it."""
         if speech is None:
             return False
         try:
-            ok, error = speech.db_ok()
+            ok, error = getattr(speech, method)()
         except Exception as exc:
-            log.warning("metrics: database probe raised: %s", exc)
+            log.warning("metrics: %s raised: %s", method, exc)
             return False
         if not ok:
-            log.warning("metrics: database probe failed: %s", error)
+            log.warning("metrics: %s failed: %s", method, error)
         return bool(ok)

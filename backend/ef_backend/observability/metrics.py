@@ -117,7 +117,8 @@ audio_cache_evictions_total = Counter(
 # Read at scrape time by observability/collector.py (from the database and file sizes, so they
 # are right whichever process or worker changed them; do not declare them here):
 # ef_audio_cache_size_bytes, ef_audio_cache_entries, ef_audio_cache_max_bytes, ef_db_size_bytes,
-# ef_db_up, ef_tts_queue_depth, ef_tts_queue_max, ef_tts_queue_oldest_age_seconds, ef_build_info.
+# ef_db_up, ef_audio_cache_writable, ef_tts_queue_depth, ef_tts_queue_max,
+# ef_tts_queue_oldest_age_seconds, ef_build_info.
 
 # Database
 db_query_duration_seconds = TracedHistogram(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import httpx
 import pytest
 
-from tests.backend.api.helpers import client_for, error_of, unique_text
+from tests.backend.api.helpers import client_for, error_of, metric_value, unique_text
+from tests.backend.conftest import BackendFactory
 from tests.utils.procs import Server
 
 pytestmark = pytest.mark.server
@@ -86,3 +90,30 @@ def test_engine_down_is_503_with_retry_after(dead_engine_backend: Server) -> Non
         assert openai.status_code == 503
         assert openai.json()["error"]["type"] == "server_error"
         assert httpx.codes.is_server_error(openai.status_code)
+
+
+def test_an_unwritable_cache_is_not_ready_and_says_so(
+    backend_factory: BackendFactory, session_tmp: Path
+) -> None:
+    """The audio cache directory replaced by a file (what a broken volume looks like to the
+    process; chmod would not stop root): /health/ready names the cache, and the scrape-time
+    gauge ef_audio_cache_writable (read by EFBackendNotReady) drops to 0, then recovers."""
+    data = session_tmp / "unwritable-cache"
+    server = backend_factory(data)
+    cache_dir = data / "audio-cache"
+    with client_for(server) as client:
+        assert metric_value(client.get("/metrics").text, "ef_audio_cache_writable") == 1
+        shutil.rmtree(cache_dir)
+        cache_dir.write_text("not a directory")
+        try:
+            ready = client.get("/health/ready")
+            assert ready.status_code == 503, ready.text
+            cache = ready.json()["checks"]["cache"]
+            assert cache["status"] == "fail" and cache["error"], cache
+            assert ready.json()["checks"]["database"]["status"] == "ok"
+            assert metric_value(client.get("/metrics").text, "ef_audio_cache_writable") == 0
+        finally:
+            cache_dir.unlink()
+            cache_dir.mkdir()
+        assert client.get("/health/ready").status_code == 200
+        assert metric_value(client.get("/metrics").text, "ef_audio_cache_writable") == 1

@@ -122,13 +122,14 @@ def test_db_up_reflects_a_real_probe(service: SpeechService) -> None:
     assert value(scrape(service, settings), "ef_db_up") == 0
 
 
-def test_without_a_service_only_build_and_db_state_are_reported(tmp_path: Path) -> None:
+def test_without_a_service_only_build_and_probe_state_are_reported(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "empty", version="1.2.3", commit="deadbee")
     text = scrape(None, settings)
     found = {name for name, _ in samples(text)}
-    assert found == {"ef_build_info", "ef_db_size_bytes", "ef_db_up"}
+    assert found == {"ef_build_info", "ef_db_size_bytes", "ef_db_up", "ef_audio_cache_writable"}
     assert value(text, "ef_build_info", version="1.2.3", commit="deadbee") == 1
     assert value(text, "ef_db_up") == 0
+    assert value(text, "ef_audio_cache_writable") == 0  # no service yet: not ready either
 
 
 def test_build_info_labels(service: SpeechService) -> None:
