@@ -19,7 +19,11 @@ import pytest
 
 from tests.backend.api.helpers import unique_text
 from tests.backend.observability.otlp import OtlpReceiver, ReceivedSpan
-from tests.utils.procs import VENV_BIN, Server, free_port, start_ef_tts, start_server
+from tests.utils.procs import (
+    Server,
+    start_ef_backend,
+    start_ef_tts,
+)
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -58,20 +62,12 @@ def traced_backend(
     traced_tts: Server, receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("traced-backend")
-    port = free_port()
-    server = start_server(
+    server = start_ef_backend(
         "ef_backend-traced",
-        [str(VENV_BIN / "ef-backend"), "serve"],
-        port=port,
-        log_dir=workdir / "logs",
-        env={
-            "EF_HOST": "127.0.0.1",
-            "EF_PORT": str(port),
-            "EF_DATA_DIR": str(workdir / "data"),
-            "EF_TTS_URL": traced_tts.url,
-            "EF_RATE_LIMIT": "0",
-            **otel_env(receiver),
-        },
+        workdir / "logs",
+        data_dir=workdir / "data",
+        tts_url=traced_tts.url,
+        env={"EF_RATE_LIMIT": "0", **otel_env(receiver)},
     )
     try:
         yield server.wait_ready("/health/ready", timeout=60)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.procs import VENV_BIN, Server, free_port, start_server
+from tests.utils.procs import Server, free_port, start_ef_backend
 
 BackendFactory = Callable[..., Server]
 
@@ -40,21 +40,12 @@ def backend_factory(piper_tts: Server, session_tmp: Path) -> Iterator[BackendFac
         if data_dir is None:
             data_dir = session_tmp / f"backend-{next(_counter)}"
         data_dir.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        settings = {
-            "EF_HOST": "127.0.0.1",
-            "EF_PORT": str(port),
-            "EF_DATA_DIR": str(data_dir),
-            "EF_TTS_URL": piper_tts.url,
-            "EF_RATE_LIMIT": "0",
-            **env,
-        }
-        server = start_server(
+        server = start_ef_backend(
             "ef_backend",
-            [str(VENV_BIN / "ef-backend"), "serve"],
-            port=port,
-            log_dir=session_tmp / "logs",
-            env=settings,
+            session_tmp / "logs",
+            data_dir=data_dir,
+            tts_url=piper_tts.url,
+            env={"EF_RATE_LIMIT": "0", **env},
         )
         started.append(server)
         server.wait_ready(ready_path, timeout=timeout)

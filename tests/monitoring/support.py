@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from monitoring.mixin.usage import metric_names
-from tests.utils.procs import REPO, VENV_BIN, Server, free_port, start_server
+from tests.utils.procs import REPO, VENV_BIN, Server, free_port, start_ef_backend, start_server
 
 ALERTS_DIR = REPO / "alerts"
 RECORDING_DIR = REPO / "monitoring" / "prometheus" / "rules"
@@ -125,18 +125,8 @@ def start_backend(
     env: dict[str, str] | None = None,
 ) -> Server:
     """A real ef_backend (``ef-backend serve``) against a real ef_tts; call wait_ready."""
-    return start_server(
-        "ef_backend",
-        [str(VENV_BIN / "ef-backend"), "serve"],
-        port=port,
-        log_dir=workdir / "logs",
-        env={
-            "EF_HOST": "127.0.0.1",
-            "EF_PORT": str(port),
-            "EF_DATA_DIR": str(data_dir),
-            "EF_TTS_URL": tts_url,
-            **(env or {}),
-        },
+    return start_ef_backend(
+        "ef_backend", workdir / "logs", data_dir=data_dir, tts_url=tts_url, env=env, port=port
     )
 
 

@@ -151,3 +151,25 @@ def start_ef_tts(
     port = port or free_port()
     full_env = {"EF_TTS_HOST": "127.0.0.1", "EF_TTS_PORT": str(port), **env}
     return start_server(name, [python, "-m", "ef_tts"], port=port, log_dir=log_dir, env=full_env)
+
+
+def start_ef_backend(
+    name: str,
+    log_dir: Path,
+    *,
+    data_dir: Path,
+    tts_url: str,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+) -> Server:
+    """Start ``ef-backend serve`` on loopback (a free port unless given); not yet waited for."""
+    port = port or free_port()
+    full_env = {
+        "EF_HOST": "127.0.0.1",
+        "EF_PORT": str(port),
+        "EF_DATA_DIR": str(data_dir),
+        "EF_TTS_URL": tts_url,
+        **(env or {}),
+    }
+    args = [str(VENV_BIN / "ef-backend"), "serve"]
+    return start_server(name, args, port=port, log_dir=log_dir, env=full_env)

@@ -63,13 +63,15 @@ _TERMINAL = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 @dataclass(frozen=True)
 class SpeechRequest:
-    """What a client asked for (validated by the route)."""
+    """What a client asked for (shape validated by the route, limits by the service)."""
 
     text: str
     voice: str | None = None
     speed: float = 1.0
     format: AudioFormat = AudioFormat.wav
     client: str = "anonymous"
+    #: What the client calls the text, for error messages (``input`` on the OpenAI API).
+    text_field: str = "text"
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ class SpeechService:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def _prepare(self, request: SpeechRequest) -> _Prepared:
-        check_limits(request.text, request.speed, self.settings)
+        check_limits(request.text, request.speed, self.settings, text_field=request.text_field)
         text = normalize(request.text)
         if not text:
             raise InvalidInput(

@@ -11,7 +11,13 @@ import httpx
 import pytest
 
 from tests.backend.observability.support import exposed_families, section_families, value
-from tests.utils.procs import REPO, VENV_BIN, Server, free_port, make_env, start_server
+from tests.utils.procs import (
+    REPO,
+    Server,
+    free_port,
+    make_env,
+    start_ef_backend,
+)
 
 
 @pytest.mark.server
@@ -19,20 +25,12 @@ from tests.utils.procs import REPO, VENV_BIN, Server, free_port, make_env, start
 def test_two_workers_report_the_sum_of_their_counters(tmp_path: Path) -> None:
     """No engine is needed here: the backend answers /health/live and /metrics without one."""
     data_dir = tmp_path / "two-workers"
-    port = free_port()
-    server = start_server(
+    server = start_ef_backend(
         "ef_backend-2-workers",
-        [str(VENV_BIN / "ef-backend"), "serve"],
-        port=port,
-        log_dir=tmp_path / "logs",
-        env={
-            "EF_HOST": "127.0.0.1",
-            "EF_PORT": str(port),
-            "EF_DATA_DIR": str(data_dir),
-            "EF_WORKERS": "2",
-            "EF_TTS_URL": f"http://127.0.0.1:{free_port()}",
-            "EF_RATE_LIMIT": "0",
-        },
+        tmp_path / "logs",
+        data_dir=data_dir,
+        tts_url=f"http://127.0.0.1:{free_port()}",
+        env={"EF_WORKERS": "2", "EF_RATE_LIMIT": "0"},
     )
     try:
         server.wait_ready("/health/live", timeout=60)

@@ -10,12 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, SpeechDep, api_key, rate_limit
 from ef_backend.api.replies import audio_reply
 from ef_backend.api.responses import audio_response, errors
 from ef_backend.api.schemas import SpeechBody, job_public
 from ef_backend.models import JobPublic, JobsPublic, JobStatus
-from ef_backend.services.speech import SpeechRequest, check_limits
+from ef_backend.services.speech import SpeechRequest
 
 router = APIRouter(
     prefix="/api/v1/jobs", tags=["jobs"], dependencies=[Depends(rate_limit), Depends(api_key)]
@@ -53,10 +53,8 @@ async def create_job(
     body: SpeechBody,
     response: Response,
     speech: SpeechDep,
-    settings: SettingsDep,
     caller: CallerDep,
 ) -> JobPublic:
-    check_limits(body.text, body.speed, settings)
     job = await speech.submit(
         SpeechRequest(
             text=body.text,

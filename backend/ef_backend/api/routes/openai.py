@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, SpeechDep, api_key, rate_limit
 from ef_backend.api.replies import audio_reply, sse_reply, stream_reply
 from ef_backend.api.responses import audio_response, errors
 from ef_backend.api.schemas import (
@@ -19,7 +19,7 @@ from ef_backend.api.schemas import (
     ModelsPublic,
     OpenAISpeechBody,
 )
-from ef_backend.services.speech import SpeechRequest, check_limits
+from ef_backend.services.speech import SpeechRequest
 
 router = APIRouter(
     prefix="/v1", tags=["openai"], dependencies=[Depends(rate_limit), Depends(api_key)]
@@ -45,16 +45,14 @@ _CREATED = 1704067200
         **errors(400, 401, 422, 429, 502, 503, 504, openai=True),
     },
 )
-async def create_speech(
-    body: OpenAISpeechBody, speech: SpeechDep, settings: SettingsDep, caller: CallerDep
-) -> Response:
-    check_limits(body.input, body.speed, settings, text_field="input")
+async def create_speech(body: OpenAISpeechBody, speech: SpeechDep, caller: CallerDep) -> Response:
     request = SpeechRequest(
         text=body.input,
         voice=body.voice_id,
         speed=body.speed,
         format=body.response_format,
         client=caller.name,
+        text_field="input",
     )
     streamable = body.response_format in STREAM_FORMATS
     if body.stream_format == "sse":

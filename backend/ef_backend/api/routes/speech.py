@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, SpeechDep, api_key, rate_limit
 from ef_backend.api.replies import audio_reply, stream_reply
 from ef_backend.api.responses import audio_response, errors
 from ef_backend.api.schemas import STREAM_FORMATS, SpeechStreamBody, job_links
 from ef_backend.core.errors import InvalidInput, SyncTimeout
-from ef_backend.services.speech import SpeechRequest, check_limits
+from ef_backend.services.speech import SpeechRequest
 
 router = APIRouter(
     prefix="/api/v1", tags=["speech"], dependencies=[Depends(rate_limit), Depends(api_key)]
@@ -31,10 +31,7 @@ router = APIRouter(
         **errors(400, 401, 422, 429, 502, 503, 504),
     },
 )
-async def speak(
-    body: SpeechStreamBody, speech: SpeechDep, settings: SettingsDep, caller: CallerDep
-) -> Response:
-    check_limits(body.text, body.speed, settings)
+async def speak(body: SpeechStreamBody, speech: SpeechDep, caller: CallerDep) -> Response:
     request = SpeechRequest(
         text=body.text,
         voice=body.voice or None,
