@@ -246,14 +246,17 @@ def _sample(text: str, name: str, labels: str) -> float:
     raise AssertionError(f"{name}{{{labels}}} not exported")
 
 
-def test_metrics_count_requests_and_audio(piper_tts: Server) -> None:
+def test_metrics_count_requests_and_audio(piper_voices: Server) -> None:
+    """On an engine of this module's own: the session's shared engine is also probed by the
+    backends other tests left running, whose sample syntheses would move the counts."""
+
     def scrape() -> str:
-        return httpx.get(f"{piper_tts.url}/metrics").text
+        return httpx.get(f"{piper_voices.url}/metrics").text
 
     model = f'engine="piper",model="{BUILTIN}"'
     before = scrape()
-    assert speak(piper_tts, text=SENTENCE).status_code == 200
-    assert speak(piper_tts, text="").status_code == 400
+    assert speak(piper_voices, text=SENTENCE).status_code == 200
+    assert speak(piper_voices, text="").status_code == 400
     after = scrape()
     ok = 'engine="piper",outcome="success"'
     rejected = 'engine="piper",outcome="rejected"'
