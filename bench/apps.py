@@ -77,10 +77,12 @@ def create() -> Any:
         import ef_common.tracing as tracing
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        def stock(app: Any, *, service: str, tracer_provider: Any | None = None) -> bool:
+        def stock(
+            app: Any, *, service: str, tracer_provider: Any | None = None
+        ) -> tracing.RequestTracing:
             provider = tracer_provider or tracing.configure_tracing(service)
             FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
-            return True
+            return tracing.RequestTracing(enabled=True)
 
         import ef_backend.observability.setup as setup
 

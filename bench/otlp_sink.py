@@ -11,6 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Keep-alive, as the OpenTelemetry Collector, Tempo and Jaeger serve OTLP/HTTP: the
+    # exporter's connection is reused rather than opened for every batch.
+    protocol_version = "HTTP/1.1"
     received = 0
 
     def do_POST(self) -> None:

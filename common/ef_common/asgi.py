@@ -1,9 +1,10 @@
-"""Request id, access log and HTTP metrics hook in one pure ASGI middleware.
+"""Request id, request span, HTTP metrics hook and access log in one pure ASGI middleware.
 
 Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: no extra task and no body wrapping per
-request, which keeps the cost of always-on instrumentation to a few microseconds (see
-``docs/performance.md``). Both services use it; the backend passes an observer that records the
-``ef_http_*`` metrics.
+request, and one layer for all four (one ``send`` wrapper, one route lookup), which keeps the
+cost of always-on instrumentation to a few microseconds (see ``docs/performance.md``). Both
+services use it; the backend passes an observer that records the ``ef_http_*`` metrics, and
+:func:`ef_common.tracing.instrument_app` gives the tracer provider when tracing is on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from contextvars import Token
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -33,8 +35,8 @@ __all__ = [
     "UNMATCHED_ROUTE",
     "HttpObserver",
     "RequestContextMiddleware",
-    "ServerSpanMiddleware",
     "route_template",
+    "span_method",
 ]
 
 #: The ``route`` label of every request no route matched (404s of unknown paths).
@@ -119,12 +121,20 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class RequestContextMiddleware:
-    """Sets the request id, echoes it as ``X-Request-ID``, writes the access log, feeds metrics.
+    """Sets the request id, traces the request, feeds metrics and writes the access log.
 
     A client's ``X-Request-ID`` is kept when it is short and printable, otherwise replaced by a
     fresh one (the response always says which id the logs use). ``client_ip`` resolves the
     address the access log shows (default: the TCP peer) unless the app already called
     :func:`ef_common.context.bind_client`.
+
+    With ``tracer_provider`` every request gets one OpenTelemetry server span, continuing the
+    caller's W3C trace context. It is named ``{method} {route}`` and carries the stable HTTP
+    semantic-convention attributes (``http.request.method``, ``http.route``,
+    ``http.response.status_code``, ``url.path``, ``url.scheme``); the query string is not
+    recorded (ef_tts takes the spoken text there). 5xx responses and exceptions mark it as an
+    error. The span encloses the metrics and the access log, so the exemplars and the log line
+    carry its trace id.
     """
 
     def __init__(
@@ -134,17 +144,51 @@ class RequestContextMiddleware:
         observer: HttpObserver | None = None,
         access_log: bool = True,
         client_ip: Callable[[Scope], str | None] | None = None,
+        tracer_provider: Any | None = None,
     ) -> None:
         self.app = app
         self.observer = observer
         self.access_log = access_log
         self.client_ip = client_ip
+        self._tracer = None
+        if tracer_provider is not None:
+            self._tracer = tracer_provider.get_tracer("ef_common.asgi")
+            self._propagator = propagate.get_global_textmap()
+            self._fields = frozenset(f.encode() for f in self._propagator.fields)
+            self._empty = Context()  # no traceparent: a new trace, whatever the caller's context
+
+    def _start_span(self, scope: Scope, method: str) -> tuple[trace.Span, Token[Context]]:
+        carrier: dict[str, str] | None = None
+        for key, value in scope["headers"]:
+            if key in self._fields:
+                if carrier is None:
+                    carrier = {}
+                carrier[key.decode("latin-1")] = bytes(value).decode("latin-1")
+        parent = self._propagator.extract(carrier) if carrier else self._empty
+        assert self._tracer is not None
+        span = self._tracer.start_span(
+            method,
+            context=parent,
+            kind=_SERVER,
+            attributes={
+                "http.request.method": method,
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+            },
+        )
+        return span, _attach(_set_span(span, parent))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        method = scope["method"]
+        if method not in KNOWN_METHODS:
+            method = "OTHER"
+        span = span_token = None
+        if self._tracer is not None:
+            span, span_token = self._start_span(scope, span_method(method))
         incoming = _header(scope, _REQUEST_ID_HEADER)
         rid = None
         if incoming is not None:
@@ -171,17 +215,26 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except BaseException as exc:
+            if span is not None and span.is_recording():
+                span.record_exception(exc)
+            raise
         finally:
             duration = time.perf_counter() - start
-            method = scope["method"]
-            if method not in KNOWN_METHODS:
-                method = "OTHER"
             route = route_template(scope, root_path, status)
             if observer is not None:
                 observer.request_finished(method, route, status, duration)
             if self.access_log and _access_log.isEnabledFor(logging.INFO):
                 self._log_access(scope, method, route, status, duration)
             reset_request(token)
+            if span is not None and span_token is not None:
+                if span.is_recording():
+                    span.update_name(f"{span_method(method)} {route}")
+                    span.set_attributes({"http.route": route, "http.response.status_code": status})
+                    if status >= 500:
+                        span.set_status(_ERROR)
+                _detach(span_token)
+                span.end()
 
     def _log_access(
         self, scope: Scope, method: str, route: str, status: int, duration: float
@@ -200,74 +253,13 @@ class RequestContextMiddleware:
         return str(client[0]) if client else None
 
 
-class ServerSpanMiddleware:
-    """One OpenTelemetry server span per HTTP request, continuing the caller's trace.
+def span_method(method: str) -> str:
+    """The request method as span names and attributes write it (unknown: ``_OTHER``)."""
+    return "_OTHER" if method == "OTHER" else method
 
-    Lean on purpose: the span is named ``{method} {route}`` and carries the stable HTTP
-    semantic-convention attributes (``http.request.method``, ``http.route``,
-    ``http.response.status_code``, ``url.path``, ``url.scheme``); the query string is not
-    recorded (ef_tts takes the spoken text there). 5xx responses and exceptions mark it as an
-    error. It must be outside :class:`RequestContextMiddleware` so logs see the span.
-    """
 
-    def __init__(self, app: ASGIApp, *, tracer_provider: Any) -> None:
-        self.app = app
-        self._tracer = tracer_provider.get_tracer("ef_common.asgi")
-        self._propagator = propagate.get_global_textmap()
-        self._fields = frozenset(f.encode() for f in self._propagator.fields)
-        self._attach = otel_context.attach
-        self._detach = otel_context.detach
-        self._set_span = trace.set_span_in_context
-        self._server = trace.SpanKind.SERVER
-        self._error = trace.StatusCode.ERROR
-        self._empty = Context()  # no traceparent: a new trace, whatever the caller's context
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        carrier: dict[str, str] | None = None
-        for key, value in scope["headers"]:
-            if key in self._fields:
-                if carrier is None:
-                    carrier = {}
-                carrier[key.decode("latin-1")] = bytes(value).decode("latin-1")
-        parent = self._propagator.extract(carrier) if carrier else self._empty
-        method = scope["method"]
-        if method not in KNOWN_METHODS:
-            method = "_OTHER"
-        span = self._tracer.start_span(
-            method,
-            context=parent,
-            kind=self._server,
-            attributes={
-                "http.request.method": method,
-                "url.path": scope["path"],
-                "url.scheme": scope.get("scheme", "http"),
-            },
-        )
-        token = self._attach(self._set_span(span, parent))
-        root_path = scope.get("root_path", "")
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        except BaseException as exc:
-            if span.is_recording():
-                span.record_exception(exc)
-            raise
-        finally:
-            if span.is_recording():
-                route = route_template(scope, root_path, status)
-                span.update_name(f"{method} {route}")
-                span.set_attributes({"http.route": route, "http.response.status_code": status})
-                if status >= 500:
-                    span.set_status(self._error)
-            self._detach(token)
-            span.end()
+_SERVER = trace.SpanKind.SERVER
+_ERROR = trace.StatusCode.ERROR
+_attach = otel_context.attach
+_detach = otel_context.detach
+_set_span = trace.set_span_in_context

@@ -4,13 +4,20 @@
   line on stderr, so stdout stays JSON log lines), ``none`` (the default: no tracing at all,
   and no cost); a comma-separated list enables several.
 - ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``..._HEADERS``,
-  ``..._TIMEOUT``: read by the OTLP exporter itself (default ``http://localhost:4318``).
-- ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``: read by the SDK (default
-  ``parentbased_always_on``); ``OTEL_SERVICE_NAME`` overrides the service name;
-  ``OTEL_SDK_DISABLED=true`` turns everything off.
+  ``..._TIMEOUT``, ``..._COMPRESSION``, ``..._CERTIFICATE``: see :mod:`ef_common.span_export`
+  (default endpoint ``http://localhost:4318``).
+- ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``),
+  ``OTEL_SPAN_*_LIMIT``, ``OTEL_BSP_*``; ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``
+  set the resource; ``OTEL_SDK_DISABLED=true`` turns everything off.
 - ``OTEL_PROPAGATORS`` (default ``tracecontext,baggage``): W3C trace context in and out.
 
-Requests are traced by a lean server-span middleware (one span per request, HTTP semantic
+Spans are made by :class:`ef_common.spans.LeanTracerProvider`, our implementation of the
+OpenTelemetry API, and exported by :mod:`ef_common.span_export`: the SDK's span pipeline cost
+four times as much per request (docs/performance.md). Everything traces through the standard
+API, so any OpenTelemetry instrumentation library works with it, and tests may pass an SDK
+provider (``tracer_provider=``) to read spans in memory.
+
+Requests are traced by our request middleware (one span per request, HTTP semantic
 conventions); ``instrument_app(stock=True)`` uses ``opentelemetry-instrumentation-fastapi``
 instead. Spans inside the services (cache, queue, engine call, database) come from
 ``trace.get_tracer(__name__)`` and nest under the request span.
@@ -18,22 +25,21 @@ instead. Spans inside the services (cache, queue, engine call, database) come fr
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
-import sys
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
-)
+
+from ef_common.span_export import BatchExporter, ConsoleExporter, OtlpHttpExporter, SpanExporter
+from ef_common.spans import LeanTracerProvider, sampler_from_env
 
 __all__ = [
+    "RequestTracing",
     "configure_tracing",
     "exporters_from_env",
     "instrument_app",
@@ -44,7 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_provider: TracerProvider | None = None
+_provider: LeanTracerProvider | None = None
 _configured = False
 
 
@@ -63,13 +69,9 @@ def exporters_from_env() -> list[str]:
     return [n for n in names if n != "none"]
 
 
-def _one_line(span: ReadableSpan) -> str:
-    return str(span.to_json(indent=None)) + "\n"
-
-
-def _exporter(name: str) -> SpanExporter:
+def _exporter(name: str, resource: dict[str, Any]) -> SpanExporter:
     if name == "console":
-        return ConsoleSpanExporter(out=sys.stderr, formatter=_one_line)
+        return ConsoleExporter(resource)
     protocol = os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
@@ -79,9 +81,7 @@ def _exporter(name: str) -> SpanExporter:
             f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: only http/protobuf is supported "
             "(point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port, usually 4318)"
         )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter()
+    return OtlpHttpExporter(resource)
 
 
 def _resource(service: str) -> Resource:
@@ -92,7 +92,7 @@ def _resource(service: str) -> Resource:
     return Resource.create({SERVICE_NAME: service})
 
 
-def configure_tracing(service: str) -> TracerProvider | None:
+def configure_tracing(service: str) -> LeanTracerProvider | None:
     """Install the global tracer provider that ``OTEL_*`` asks for; None when tracing is off.
 
     Called once per process (later calls return the first result).
@@ -105,12 +105,23 @@ def configure_tracing(service: str) -> TracerProvider | None:
         names = exporters_from_env()
         if not names:
             return None
-        provider = TracerProvider(resource=_resource(service))
-        for name in names:
-            provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
+        sampler_name, sampler = sampler_from_env()
+        resource = dict(_resource(service).attributes)
+        processor = BatchExporter([_exporter(name, resource) for name in names])
+        provider = LeanTracerProvider(
+            processor, resource, sampler=sampler, sampler_name=sampler_name
+        )
         trace.set_tracer_provider(provider)
+        atexit.register(provider.shutdown)  # the last spans of a short-lived process
         _provider = provider
-        log.info("tracing on", extra={"exporters": names, "otel_service": service})
+        log.info(
+            "tracing on",
+            extra={
+                "exporters": names,
+                "otel_service": resource.get(SERVICE_NAME),
+                "sampler": sampler_name,
+            },
+        )
         return provider
 
 
@@ -152,25 +163,32 @@ def stock_instrumentation_from_env() -> bool:
     return value == "fastapi"
 
 
+@dataclass(frozen=True)
+class RequestTracing:
+    """What :func:`instrument_app` decided for an app."""
+
+    #: requests are traced (by our middleware or the stock instrumentation)
+    enabled: bool
+    #: hand this to :class:`ef_common.asgi.RequestContextMiddleware` (None: it opens no span)
+    tracer_provider: Any | None = None
+
+
 def instrument_app(
     app: Any, *, service: str, tracer_provider: Any | None = None, stock: bool | None = None
-) -> bool:
-    """Trace every request of the FastAPI ``app``; returns whether tracing is on.
+) -> RequestTracing:
+    """Turn request tracing on for the FastAPI ``app`` when ``OTEL_*`` asks for it.
 
-    By default a lean pure-ASGI middleware (:class:`ef_common.asgi.ServerSpanMiddleware`)
-    opens one server span per request, continuing the caller's W3C trace context. ``stock=True``
-    (or ``EF_TRACING_INSTRUMENTATION=fastapi`` when ``stock`` is None) uses
-    ``opentelemetry-instrumentation-fastapi`` instead, which costs about four times as much
-    per request (figures in docs/performance.md). With ``tracer_provider`` (tests: an in-memory
-    exporter) that provider is used whatever the environment says; otherwise
-    :func:`configure_tracing` decides from ``OTEL_*``.
-
-    Call it after adding the app's other middleware: the span must enclose them, so that the
-    access log and the metric exemplars of the request carry its trace id.
+    By default our request middleware (:class:`ef_common.asgi.RequestContextMiddleware`) opens
+    one server span per request, continuing the caller's W3C trace context: pass it the
+    returned ``tracer_provider``. ``stock=True`` (or ``EF_TRACING_INSTRUMENTATION=fastapi``
+    when ``stock`` is None) uses ``opentelemetry-instrumentation-fastapi`` instead, which wraps
+    the whole app itself and costs about four times as much per request (figures in
+    docs/performance.md). With ``tracer_provider`` (tests: an in-memory exporter) that provider
+    is used whatever the environment says; otherwise :func:`configure_tracing` decides.
     """
     provider = tracer_provider if tracer_provider is not None else configure_tracing(service)
     if provider is None:
-        return False
+        return RequestTracing(enabled=False)
     if stock is None:
         stock = stock_instrumentation_from_env()
     _disable_fastapi_native_tracing(app)
@@ -180,8 +198,5 @@ def instrument_app(
         FastAPIInstrumentor.instrument_app(
             app, tracer_provider=provider, exclude_spans=["receive", "send"]
         )
-        return True
-    from ef_common.asgi import ServerSpanMiddleware
-
-    app.add_middleware(ServerSpanMiddleware, tracer_provider=provider)
-    return True
+        return RequestTracing(enabled=True)
+    return RequestTracing(enabled=True, tracer_provider=provider)

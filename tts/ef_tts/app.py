@@ -36,7 +36,8 @@ def create_app(settings: Settings | None = None, runtime: EngineRuntime | None =
     app.include_router(coqui_api.router)
     app.include_router(openai_api.router)
     app.include_router(health.router)
-    # Request id (accepted or generated, echoed) and the JSON access log, as in the backend.
-    app.add_middleware(RequestContextMiddleware)
-    instrument_app(app, service="ef_tts")
+    # Request id (accepted or generated, echoed), request span and JSON access log, as in the
+    # backend.
+    tracing = instrument_app(app, service="ef_tts")
+    app.add_middleware(RequestContextMiddleware, tracer_provider=tracing.tracer_provider)
     return app

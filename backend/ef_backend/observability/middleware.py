@@ -65,9 +65,11 @@ def observability_middleware(
     observer: HttpObserver | None = None,
     access_log: bool = True,
     trusted_proxies: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+    tracer_provider: Any | None = None,
 ) -> RequestContextMiddleware:
-    """The backend's request middleware (for ``app.add_middleware``): request id, access log,
-    ``ef_http_*`` through ``observer``, and the client address by the backend's proxy rule."""
+    """The backend's request middleware (for ``app.add_middleware``): request id, request span
+    (with ``tracer_provider``), access log, ``ef_http_*`` through ``observer``, and the client
+    address by the backend's proxy rule."""
     proxies = tuple(trusted_proxies)
 
     def client_ip(scope: Scope) -> str | None:
@@ -84,5 +86,9 @@ def observability_middleware(
         return client_address(peer, forwarded, proxies)
 
     return RequestContextMiddleware(
-        app, observer=observer, access_log=access_log, client_ip=client_ip
+        app,
+        observer=observer,
+        access_log=access_log,
+        client_ip=client_ip,
+        tracer_provider=tracer_provider,
     )

@@ -75,13 +75,14 @@ def install(
         include_in_schema=False,
         name="metrics",
     )
+    tracing = instrument_app(app, service=SERVICE_NAME, tracer_provider=tracer_provider)
     app.add_middleware(
         observability_middleware,
         observer=_http_observer(),
         trusted_proxies=settings.trusted_proxies,
+        tracer_provider=tracing.tracer_provider,
     )
-    traced = instrument_app(app, service=SERVICE_NAME, tracer_provider=tracer_provider)
     log.debug(
         "observability installed",
-        extra={"tracing": traced, "multiprocess": multiprocess.enabled()},
+        extra={"tracing": tracing.enabled, "multiprocess": multiprocess.enabled()},
     )

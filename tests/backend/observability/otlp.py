@@ -48,6 +48,11 @@ class OtlpReceiver:
     port: int = field(default_factory=free_port)
     spans: list[ReceivedSpan] = field(default_factory=list)
     requests: int = 0
+    #: statuses to answer with, in turn, before accepting (to test retries and rejections)
+    failures: list[int] = field(default_factory=list)
+    #: the headers and the decoded body of every accepted request
+    headers: list[dict[str, str]] = field(default_factory=list)
+    messages: list[ExportTraceServiceRequest] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -59,16 +64,30 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real collectors
+
+            def _refuse(self, status: int) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 if self.path != "/v1/traces":
-                    self.send_response(404)
-                    self.end_headers()
+                    self._refuse(404)
+                    return
+                with receiver._lock:
+                    failure = receiver.failures.pop(0) if receiver.failures else None
+                if failure is not None:
+                    self._refuse(failure)
                     return
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
+                with receiver._lock:
+                    receiver.headers.append(dict(self.headers.items()))
+                    receiver.messages.append(request)
                 receiver._add(request)
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)

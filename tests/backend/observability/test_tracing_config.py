@@ -22,6 +22,7 @@ APP = textwrap.dedent(
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
     from opentelemetry import trace
+    from ef_common.asgi import RequestContextMiddleware
     from ef_common.tracing import instrument_app, shutdown_tracing
 
     app = FastAPI()
@@ -31,7 +32,9 @@ APP = textwrap.dedent(
         with trace.get_tracer("inner").start_as_current_span("inner.work"):
             return {"id": item_id}
 
-    on = instrument_app(app, service="ef-demo")
+    tracing = instrument_app(app, service="ef-demo")
+    app.add_middleware(RequestContextMiddleware, tracer_provider=tracing.tracer_provider)
+    on = tracing.enabled
     with TestClient(app) as client:
         assert client.get("/items/42", params={"text": "spoken words"}).status_code == 200
     shutdown_tracing()
