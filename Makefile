@@ -76,6 +76,7 @@ generate: venv
 
 bench: venv system-deps
 	$(PY) bench/run.py
+	$(PY) bench/spans.py
 
 clean:
 	rm -rf $(VENV) $(COQUI_VENV) node_modules .stamp-* build .pytest_cache .mypy_cache .ruff_cache

@@ -342,14 +342,20 @@ class OtlpHttpExporter:
 
     def _post(self, body: bytes, timeout_s: float) -> tuple[bool, str] | None:
         """None when the collector took the spans, else (retryable?, why not)."""
-        try:
-            conn = self._connection(timeout_s)
-            conn.request("POST", self._path, body=body, headers=self.headers)
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._close()
-            return True, f"{type(exc).__name__}: {exc}"
+        for fresh in (self._conn is None, True):
+            try:
+                conn = self._connection(timeout_s)
+                conn.request("POST", self._path, body=body, headers=self.headers)
+                response = conn.getresponse()
+                response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self._close()
+                if fresh:
+                    return True, f"{type(exc).__name__}: {exc}"
+                # A kept-alive connection the collector closed while idle: once more, new.
+        else:  # pragma: no cover - the loop always breaks or returns
+            return True, "no connection"
         if response.will_close:
             self._close()
         if 200 <= response.status < 300:

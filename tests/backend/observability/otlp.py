@@ -7,7 +7,9 @@ so tests can assert on what really went over the wire.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +56,7 @@ class OtlpReceiver:
     headers: list[dict[str, str]] = field(default_factory=list)
     messages: list[ExportTraceServiceRequest] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _connections: list[socket.socket] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -65,6 +68,10 @@ class OtlpReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real collectors
+
+            def setup(self) -> None:
+                super().setup()
+                receiver._connections.append(self.connection)
 
             def _refuse(self, status: int) -> None:
                 self.send_response(status)
@@ -104,9 +111,13 @@ class OtlpReceiver:
         return self
 
     def stop(self) -> None:
+        """Stop listening and hang up on kept-alive clients (as a restarting collector does)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        for conn in self._connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def _add(self, request: ExportTraceServiceRequest) -> None:
         found = []

@@ -200,3 +200,23 @@ def test_traces_endpoint_is_used_as_given(monkeypatch: pytest.MonkeyPatch) -> No
     assert OtlpHttpExporter(RESOURCE).url == "http://collector:4318/v1/traces"
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://tempo.lan/otlp/v1/traces")
     assert OtlpHttpExporter(RESOURCE).url == "https://tempo.lan/otlp/v1/traces"
+
+
+def test_a_kept_alive_connection_the_collector_dropped_is_replaced(
+    otlp_env: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The collector restarts between two batches: the next batch still goes, first time."""
+    provider, processor = make(OtlpHttpExporter(RESOURCE))
+    emit(provider, 1, "before")
+    assert processor.force_flush()
+    otlp_env.stop()  # closes the kept-alive connection under the exporter
+    restarted = OtlpReceiver(port=otlp_env.port).start()
+    try:
+        emit(provider, 1, "after")
+        with caplog.at_level(logging.WARNING, logger="ef_common.span_export"):
+            assert processor.force_flush()
+        assert [s.name for s in restarted.snapshot()] == ["after-0"]
+        assert "could not export" not in caplog.text
+    finally:
+        provider.shutdown()
+        restarted.stop()
