@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from opentelemetry.trace import SpanKind
+from opentelemetry.trace.span import TraceState
 
 __all__ = [
     "FinishedSpan",
@@ -156,7 +157,7 @@ class FinishedSpan(Protocol):
     @property
     def span_id(self) -> int: ...
     @property
-    def trace_state(self) -> Mapping[str, str]: ...
+    def trace_state(self) -> TraceState: ...
     @property
     def parent_id(self) -> int | None: ...
     @property
@@ -187,15 +188,11 @@ class FinishedSpan(Protocol):
     def status_description(self) -> str | None: ...
 
 
-def _state(trace_state: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in trace_state.items()) if trace_state else ""
-
-
 def _link(link: Any) -> bytes:
     context = link.context
     body = [b"\x0a\x10", context.trace_id.to_bytes(16, "big")]
     body += [b"\x12\x08", context.span_id.to_bytes(8, "big")]
-    state = _state(context.trace_state)
+    state = context.trace_state.to_header()
     if state:
         body.append(_string(0x1A, state))
     body.append(encode_attributes(0x22, link.attributes))
@@ -225,7 +222,7 @@ def encode_span(span: FinishedSpan) -> bytes:
         span.span_id.to_bytes(8, "big"),
     ]
     if span.trace_state:
-        parts.append(_string(0x1A, _state(span.trace_state)))
+        parts.append(_string(0x1A, span.trace_state.to_header()))
     parent = span.parent_id
     if parent:
         parts.append(b"\x22\x08")

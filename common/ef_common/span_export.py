@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from ef_common import otlp_proto
-from ef_common.spans import LeanSpan, Scope
+from ef_common.spans import LeanSpan, Scope, env_int
 
 __all__ = ["BatchExporter", "ConsoleExporter", "OtlpHttpExporter", "SpanExporter"]
 
@@ -81,17 +81,8 @@ def _env(*names: str, default: str = "") -> str:
     return default
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name}={raw!r}: must be a whole number") from exc
-    if value <= 0:
-        raise ValueError(f"{name}={raw!r}: must be positive")
-    return value
+def _env_count(name: str, default: int) -> int:
+    return env_int((name,), default, minimum=1) or default
 
 
 class BatchExporter:
@@ -108,8 +99,8 @@ class BatchExporter:
         self.exporters = list(exporters)
         # One exporter (the usual case): queue its prepared item itself, not a 1-tuple.
         self._single = self.exporters[0].prepare if len(self.exporters) == 1 else None
-        self.max_queue_size = max_queue_size or _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
-        self.max_batch_size = max_batch_size or _env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
+        self.max_queue_size = max_queue_size or _env_count("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        self.max_batch_size = max_batch_size or _env_count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
         if self.max_batch_size > self.max_queue_size:
             raise ValueError(
                 f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({self.max_batch_size}) must not exceed "
@@ -118,7 +109,7 @@ class BatchExporter:
         self.schedule_delay_s = (
             schedule_delay_s
             if schedule_delay_s is not None
-            else _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000.0
+            else _env_count("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000.0
         )
         #: spans dropped because the queue was full (since start)
         self.dropped = 0
@@ -229,11 +220,6 @@ def _scope_body(scope: Scope) -> bytes:
     return encoded
 
 
-def _trace_state(span: LeanSpan) -> str:
-    state = span.trace_state
-    return ",".join(f"{k}={v}" for k, v in state.items()) if state else ""
-
-
 def encode_request(resource: bytes, items: Sequence[tuple[bytes, bytes]]) -> bytes:
     """One ``ExportTraceServiceRequest`` from (scope, span) bodies, grouped by scope."""
     grouped: dict[bytes, list[bytes]] = {}
@@ -342,7 +328,8 @@ class OtlpHttpExporter:
 
     def _post(self, body: bytes, timeout_s: float) -> tuple[bool, str] | None:
         """None when the collector took the spans, else (retryable?, why not)."""
-        for fresh in (self._conn is None, True):
+        for attempt in range(2):
+            reused = self._conn is not None
             try:
                 conn = self._connection(timeout_s)
                 conn.request("POST", self._path, body=body, headers=self.headers)
@@ -351,11 +338,9 @@ class OtlpHttpExporter:
                 break
             except (OSError, http.client.HTTPException) as exc:
                 self._close()
-                if fresh:
-                    return True, f"{type(exc).__name__}: {exc}"
                 # A kept-alive connection the collector closed while idle: once more, new.
-        else:  # pragma: no cover - the loop always breaks or returns
-            return True, "no connection"
+                if attempt or not reused:
+                    return True, f"{type(exc).__name__}: {exc}"
         if response.will_close:
             self._close()
         if 200 <= response.status < 300:
@@ -403,7 +388,7 @@ class ConsoleExporter:
             status["description"] = span.status_description
         return {
             "name": span.name,
-            "context": _ids(span.trace_id, span.span_id, _trace_state(span)),
+            "context": _ids(span.trace_id, span.span_id, span.trace_state.to_header()),
             "kind": str(span.kind),
             "parent_id": f"0x{span.parent_id:016x}" if span.parent_id else None,
             "start_time": _iso(span.start_time),

@@ -50,6 +50,7 @@ __all__ = [
     "LeanTracerProvider",
     "SpanLimits",
     "SpanProcessor",
+    "env_int",
     "sampler_from_env",
 ]
 
@@ -141,7 +142,8 @@ def sampler_from_env() -> tuple[str, Sampler]:
 # --- limits ----------------------------------------------------------------------------------
 
 
-def _env_limit(names: Sequence[str], default: int | None) -> int | None:
+def env_int(names: Sequence[str], default: int | None, *, minimum: int = 0) -> int | None:
+    """The first of the ``names`` set in the environment, as a whole number >= ``minimum``."""
     for name in names:
         raw = os.environ.get(name, "").strip()
         if raw:
@@ -149,8 +151,12 @@ def _env_limit(names: Sequence[str], default: int | None) -> int | None:
                 value = int(raw)
             except ValueError as exc:
                 raise ValueError(f"{name}={raw!r}: must be a whole number") from exc
-            if value < 0:
-                raise ValueError(f"{name}={raw!r}: must not be negative")
+            if value < minimum:
+                raise ValueError(
+                    f"{name}={raw!r}: must be positive"
+                    if minimum == 1
+                    else f"{name}={raw!r}: must not be below {minimum}"
+                )
             return value
     return default
 
@@ -162,11 +168,11 @@ class SpanLimits:
 
     def __init__(self) -> None:
         count = ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")
-        self.attribute_count: int = _env_limit(count, 128) or 0
-        self.event_count: int = _env_limit(("OTEL_SPAN_EVENT_COUNT_LIMIT",), 128) or 0
-        self.link_count: int = _env_limit(("OTEL_SPAN_LINK_COUNT_LIMIT",), 128) or 0
+        self.attribute_count: int = env_int(count, 128) or 0
+        self.event_count: int = env_int(("OTEL_SPAN_EVENT_COUNT_LIMIT",), 128) or 0
+        self.link_count: int = env_int(("OTEL_SPAN_LINK_COUNT_LIMIT",), 128) or 0
         length = ("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")
-        self.length: int | None = _env_limit(length, None)
+        self.length: int | None = env_int(length, None)
 
 
 def _clean(value: Any, length: int | None) -> Any:
@@ -198,17 +204,22 @@ def _clean_attributes(
         else:  # the usual case: a few plain values, kept as they are
             return dict(attributes), 0
     cleaned: dict[str, Any] = {}
+    return cleaned, _admit(cleaned, attributes, limits)
+
+
+def _admit(target: dict[str, Any], attributes: Mapping[str, Any], limits: SpanLimits) -> int:
+    """Put the valid ``attributes`` into ``target`` within the count limit; returns the dropped."""
     dropped = 0
     for key, value in attributes.items():
         if type(value) not in _SCALARS or limits.length is not None:
             value = _clean(value, limits.length)
             if value is None:
                 continue
-        if key not in cleaned and len(cleaned) >= limits.attribute_count:
+        if key not in target and len(target) >= limits.attribute_count:
             dropped += 1
             continue
-        cleaned[key] = value
-    return cleaned, dropped
+        target[key] = value
+    return dropped
 
 
 # --- spans -----------------------------------------------------------------------------------
@@ -317,17 +328,7 @@ class LeanSpan(trace.Span):
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self.end_time is not None:
             return
-        limits = self._tracer.limits
-        current = self.attributes
-        for key, value in attributes.items():
-            if type(value) not in _SCALARS or limits.length is not None:
-                value = _clean(value, limits.length)
-                if value is None:
-                    continue
-            if key not in current and len(current) >= limits.attribute_count:
-                self.dropped_attributes += 1
-                continue
-            current[key] = value
+        self.dropped_attributes += _admit(self.attributes, attributes, self._tracer.limits)
 
     def add_event(
         self,
@@ -556,14 +557,3 @@ class LeanTracerProvider(trace.TracerProvider):
 
     def shutdown(self) -> None:
         self.processor.shutdown()
-
-
-def current_span_ids() -> tuple[int, int] | None:
-    """(trace id, span id) of the current sampled span, or None: for logs and exemplars."""
-    span = trace.get_current_span()
-    if type(span) is LeanSpan:
-        return span.trace_id, span.span_id
-    ctx = span.get_span_context()
-    if ctx.is_valid and ctx.trace_flags.sampled:
-        return ctx.trace_id, ctx.span_id
-    return None

@@ -36,7 +36,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
 from ef_common.span_export import BatchExporter, ConsoleExporter, OtlpHttpExporter, SpanExporter
-from ef_common.spans import LeanTracerProvider, sampler_from_env
+from ef_common.spans import LeanTracerProvider
 
 __all__ = [
     "RequestTracing",
@@ -105,12 +105,9 @@ def configure_tracing(service: str) -> LeanTracerProvider | None:
         names = exporters_from_env()
         if not names:
             return None
-        sampler_name, sampler = sampler_from_env()
         resource = dict(_resource(service).attributes)
         processor = BatchExporter([_exporter(name, resource) for name in names])
-        provider = LeanTracerProvider(
-            processor, resource, sampler=sampler, sampler_name=sampler_name
-        )
+        provider = LeanTracerProvider(processor, resource)
         trace.set_tracer_provider(provider)
         atexit.register(provider.shutdown)  # the last spans of a short-lived process
         _provider = provider
@@ -119,7 +116,7 @@ def configure_tracing(service: str) -> LeanTracerProvider | None:
             extra={
                 "exporters": names,
                 "otel_service": resource.get(SERVICE_NAME),
-                "sampler": sampler_name,
+                "sampler": provider.sampler_name,
             },
         )
         return provider
