@@ -12,10 +12,10 @@
 - ``OTEL_PROPAGATORS`` (default ``tracecontext,baggage``): W3C trace context in and out.
 
 Spans are made by :class:`ef_common.spans.LeanTracerProvider`, our implementation of the
-OpenTelemetry API, and exported by :mod:`ef_common.span_export`: the SDK's span pipeline cost
-four times as much per request (docs/performance.md). Everything traces through the standard
-API, so any OpenTelemetry instrumentation library works with it, and tests may pass an SDK
-provider (``tracer_provider=``) to read spans in memory.
+OpenTelemetry API, and exported by :mod:`ef_common.span_export`: the SDK's span pipeline
+costs eight times as much per span (bench/spans.py, docs/performance.md). Everything traces
+through the standard API, so any OpenTelemetry instrumentation library works with it, and
+tests may pass an SDK provider (``tracer_provider=``) to read spans in memory.
 
 Requests are traced by our request middleware (one span per request, HTTP semantic
 conventions); ``instrument_app(stock=True)`` uses ``opentelemetry-instrumentation-fastapi``
