@@ -1,10 +1,13 @@
 """Request id, request span, HTTP metrics hook and access log in one pure ASGI middleware.
 
 Pure ASGI rather than Starlette's ``BaseHTTPMiddleware``: no extra task and no body wrapping per
-request, and one layer for all four (one ``send`` wrapper, one route lookup), which keeps the
-cost of always-on instrumentation to a few microseconds (see ``docs/performance.md``). Both
-services use it; the backend passes an observer that records the ``ef_http_*`` metrics, and
-:func:`ef_common.tracing.instrument_app` gives the tracer provider when tracing is on.
+request, and one layer for all four (one ``send`` wrapper, one route lookup). While a request
+is answered the middleware only does what must happen then (request id, span, timing); counting
+it and writing its access-log line happen in a batch after the event-loop turn
+(:mod:`ef_common.request_batch`), which keeps the cost of always-on instrumentation low (see
+``docs/performance.md``). Both services use it; the backend passes an observer that records the
+``ef_http_*`` metrics, and :func:`ef_common.tracing.instrument_app` gives the tracer provider
+when tracing is on.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import Token
 from typing import Any, Protocol
 
@@ -22,13 +25,16 @@ from opentelemetry.context import Context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ef_common.context import (
+    RequestContext,
     current_request,
     new_request_id,
     reset_request,
     start_request,
     valid_request_id,
 )
-from ef_common.logging import ACCESS_LOGGER, log_access
+from ef_common.logging import ACCESS_LOGGER, write_access_log
+from ef_common.request_batch import LoopBatch, RequestRecord
+from ef_common.spans import LeanSpan, LeanTracer
 
 __all__ = [
     "KNOWN_METHODS",
@@ -51,11 +57,18 @@ _access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class HttpObserver(Protocol):
-    """Receives every HTTP request's outcome (the backend records Prometheus metrics)."""
+    """Receives every HTTP request's outcome (the backend records Prometheus metrics).
+
+    ``request_started`` and ``request_ended`` are called while the request is answered (the
+    in-progress gauge); ``record`` gets the finished requests in a batch, after the event-loop
+    turn in which they ended.
+    """
 
     def request_started(self) -> None: ...
 
-    def request_finished(self, method: str, route: str, status: int, duration_s: float) -> None: ...
+    def request_ended(self) -> None: ...
+
+    def record(self, requests: Sequence[RequestRecord]) -> None: ...
 
 
 def _remember(owner: Any, attribute: str, value: Any) -> None:
@@ -133,8 +146,8 @@ class RequestContextMiddleware:
     semantic-convention attributes (``http.request.method``, ``http.route``,
     ``http.response.status_code``, ``url.path``, ``url.scheme``); the query string is not
     recorded (ef_tts takes the spoken text there). 5xx responses and exceptions mark it as an
-    error. The span encloses the metrics and the access log, so the exemplars and the log line
-    carry its trace id.
+    error. Its trace id goes with the request's record, so the exemplars and the access-log line
+    link to it.
     """
 
     def __init__(
@@ -150,6 +163,7 @@ class RequestContextMiddleware:
         self.observer = observer
         self.access_log = access_log
         self.client_ip = client_ip
+        self._finished: LoopBatch[_Finished] = LoopBatch(self._process)
         self._tracer = None
         if tracer_provider is not None:
             self._tracer = tracer_provider.get_tracer("ef_common.asgi")
@@ -165,24 +179,29 @@ class RequestContextMiddleware:
                     carrier = {}
                 carrier[key.decode("latin-1")] = bytes(value).decode("latin-1")
         parent = self._propagator.extract(carrier) if carrier else self._empty
-        assert self._tracer is not None
-        span = self._tracer.start_span(
-            method,
-            context=parent,
-            kind=_SERVER,
-            attributes={
-                "http.request.method": method,
-                "url.path": scope["path"],
-                "url.scheme": scope.get("scheme", "http"),
-            },
-        )
+        attributes = {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+        }
+        tracer = self._tracer
+        if type(tracer) is LeanTracer:  # ours: the parent is at hand, skip the generic checks
+            parent_span = None
+            if carrier:
+                parent_span = trace.get_current_span(parent).get_span_context()
+                if not parent_span.is_valid:
+                    parent_span = None
+            span = tracer.start_request_span(method, parent_span, attributes)
+        else:
+            assert tracer is not None
+            span = tracer.start_span(method, context=parent, kind=_SERVER, attributes=attributes)
         return span, _attach(_set_span(span, parent))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
+        start = _perf_counter()
         method = scope["method"]
         if method not in KNOWN_METHODS:
             method = "OTHER"
@@ -199,6 +218,7 @@ class RequestContextMiddleware:
             rid = new_request_id()
         rid_header = (_REQUEST_ID_HEADER, rid.encode("latin-1"))
         token = start_request(rid)
+        request = current_request()
         root_path = scope.get("root_path", "")
         status = 500
         observer = self.observer
@@ -220,31 +240,109 @@ class RequestContextMiddleware:
                 span.record_exception(exc)
             raise
         finally:
-            duration = time.perf_counter() - start
-            route = route_template(scope, root_path, status)
+            duration = _perf_counter() - start
             if observer is not None:
-                observer.request_finished(method, route, status, duration)
-            if self.access_log and _access_log.isEnabledFor(logging.INFO):
-                self._log_access(scope, method, route, status, duration)
+                observer.request_ended()
             reset_request(token)
+            lean: LeanSpan | None = None
+            trace_id = span_id = 0
+            sampled = False
             if span is not None and span_token is not None:
-                if span.is_recording():
-                    span.update_name(f"{span_method(method)} {route}")
-                    span.set_attributes({"http.route": route, "http.response.status_code": status})
-                    if status >= 500:
-                        span.set_status(_ERROR)
                 _detach(span_token)
-                span.end()
+                if type(span) is LeanSpan:  # ours: finished in the batch (below)
+                    lean = span
+                    trace_id, span_id, sampled = span.trace_id, span.span_id, True
+                else:
+                    route = route_template(scope, root_path, status)
+                    self._end_span(span, method, route, status)
+                    context = span.get_span_context()
+                    if context.is_valid:
+                        trace_id, span_id = context.trace_id, context.span_id
+                        sampled = context.trace_flags.sampled
+            if (
+                lean is not None
+                or observer is not None
+                or (self.access_log and _access_log.isEnabledFor(logging.INFO))
+            ):
+                self._finished.add(
+                    (
+                        method,
+                        status,
+                        start,
+                        duration,
+                        scope,
+                        root_path,
+                        request,
+                        trace_id,
+                        span_id,
+                        sampled,
+                        lean,
+                    )
+                )
 
-    def _log_access(
-        self, scope: Scope, method: str, route: str, status: int, duration: float
-    ) -> None:
-        ctx = current_request()
-        client_ip = ctx.client_ip if ctx is not None else None
-        if client_ip is None:
-            client_ip = self._client_ip(scope)
-        client = ctx.client_name if ctx is not None else None
-        log_access(method, route, scope["path"], status, duration, client_ip, client)
+    @staticmethod
+    def _end_span(span: trace.Span, method: str, route: str, status: int) -> None:
+        if span.is_recording():
+            span.update_name(f"{span_method(method)} {route}")
+            span.set_attributes({"http.route": route, "http.response.status_code": status})
+            if status >= 500:
+                span.set_status(_ERROR)
+        span.end()
+
+    def _process(self, finished: list[_Finished]) -> None:
+        """After the event-loop turn: name and end the request spans, then hand the requests
+        to the metrics and the access log."""
+        client_ip = self._client_ip
+        wall = time.time() - _perf_counter()  # perf_counter() + wall = time.time()
+        records = []
+        for (
+            method,
+            status,
+            start,
+            duration,
+            scope,
+            root_path,
+            request,
+            trace_id,
+            span_id,
+            sampled,
+            lean,
+        ) in finished:
+            route = route_template(scope, root_path, status)
+            if lean is not None:
+                lean.end_request(
+                    f"{span_method(method)} {route}",
+                    {"http.route": route, "http.response.status_code": status},
+                    status >= 500,
+                    end_time=lean.start_time + int(duration * 1e9),
+                )
+            request_id: str | None = None
+            address: str | None = None
+            client: str | None = None
+            if request is not None:
+                request_id = request.request_id
+                address = request.client_ip
+                client = request.client_name
+            records.append(
+                RequestRecord(
+                    method,
+                    route,
+                    status,
+                    duration,
+                    start + duration + wall,
+                    scope["path"],
+                    request_id,
+                    address or client_ip(scope),
+                    client,
+                    trace_id,
+                    span_id,
+                    sampled,
+                )
+            )
+        if self.observer is not None:
+            self.observer.record(records)
+        if self.access_log:
+            write_access_log(records)
 
     def _client_ip(self, scope: Scope) -> str | None:
         if self.client_ip is not None:
@@ -257,6 +355,14 @@ def span_method(method: str) -> str:
     """The request method as span names and attributes write it (unknown: ``_OTHER``)."""
     return "_OTHER" if method == "OTHER" else method
 
+
+#: What the request path hands to the batch: method, status, start and duration (perf_counter
+#: seconds), scope, root path at the start, request context, trace id, span id, sampled, and
+#: our request span to finish (turned into RequestRecords in the batch).
+_Finished = tuple[
+    str, int, float, float, Scope, str, RequestContext | None, int, int, bool, LeanSpan | None
+]
+_perf_counter = time.perf_counter
 
 _SERVER = trace.SpanKind.SERVER
 _ERROR = trace.StatusCode.ERROR

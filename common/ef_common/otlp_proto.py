@@ -207,6 +207,18 @@ def _link(link: Any) -> bytes:
 # OTLP Span.flags (fixed32, field 16) for a local and a remote parent.
 _LOCAL_PARENT = b"\x85\x01" + _pack_fixed32(FLAG_HAS_IS_REMOTE)
 _REMOTE_PARENT = b"\x85\x01" + _pack_fixed32(FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE)
+_UNSET_LOCAL_PARENT = b"\x7a\x00" + _LOCAL_PARENT
+_UNSET_REMOTE_PARENT = b"\x7a\x00" + _REMOTE_PARENT
+
+
+# Span.trace_id (field 1) and span_id (field 2) in one pack; start and end times (fixed64 fields
+# 7 and 8) in another.
+_IDS = struct.Struct(">BBQQBBQ")
+_TIMES = struct.Struct("<BQBQ")
+_MASK_64 = 0xFFFFFFFFFFFFFFFF
+# Span.name fields by name: request spans repeat a few names ("GET /health/live").
+_NAMES: dict[str, bytes] = {}
+_NAMES_MAX = 4096
 
 
 def encode_span(span: FinishedSpan) -> bytes:
@@ -215,24 +227,25 @@ def encode_span(span: FinishedSpan) -> bytes:
     The API's ``SpanKind`` (INTERNAL = 0) is one below OTLP's (INTERNAL = 1); ``StatusCode``
     values are OTLP's.
     """
-    parts = [
-        b"\x0a\x10",
-        span.trace_id.to_bytes(16, "big"),
-        b"\x12\x08",
-        span.span_id.to_bytes(8, "big"),
-    ]
+    trace_id = span.trace_id
+    parts = [_IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _MASK_64, 0x12, 0x08, span.span_id)]
     if span.trace_state:
         parts.append(_string(0x1A, span.trace_state.to_header()))
     parent = span.parent_id
     if parent:
-        parts.append(b"\x22\x08")
-        parts.append(parent.to_bytes(8, "big"))
+        parts.append(b"\x22\x08" + parent.to_bytes(8, "big"))
+    name = span.name
+    encoded_name = _NAMES.get(name)
+    if encoded_name is None:
+        encoded_name = _string(0x2A, name)
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()  # bounded whatever names spans get
+        _NAMES[name] = encoded_name
+    parts.append(encoded_name)
+    parts.append(_KINDS[span.kind])
     start = span.start_time
     end = span.end_time
-    parts.append(_string(0x2A, span.name))
-    parts.append(_KINDS[span.kind])
-    parts.append(b"\x39" + _pack_fixed64(start))
-    parts.append(b"\x41" + _pack_fixed64(end if end is not None else start))
+    parts.append(_TIMES.pack(0x39, start, 0x41, end if end is not None else start))
     if span.attributes:
         parts.append(_span_attributes(span.attributes))
     if span.dropped_attributes:
@@ -253,9 +266,9 @@ def encode_span(span: FinishedSpan) -> bytes:
         if span.status_description:
             status = _string(0x12, span.status_description) + status
         parts.append(_field(0x7A, status))
-    else:
-        parts.append(b"\x7a\x00")  # an empty Status, present as in the SDK's encoding
-    parts.append(_REMOTE_PARENT if span.parent_is_remote else _LOCAL_PARENT)
+        parts.append(_REMOTE_PARENT if span.parent_is_remote else _LOCAL_PARENT)
+    else:  # an empty Status, present as in the SDK's encoding, then the flags
+        parts.append(_UNSET_REMOTE_PARENT if span.parent_is_remote else _UNSET_LOCAL_PARENT)
     return b"".join(parts)
 
 

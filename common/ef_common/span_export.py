@@ -58,12 +58,12 @@ if hasattr(os, "register_at_fork"):
 
 
 class SpanExporter(Protocol):
-    """Sends finished spans somewhere, in two steps.
+    """Sends finished spans somewhere, in two steps, both in the export thread.
 
-    ``prepare`` runs when a span ends, in the thread that ended it, and turns the span into
-    what will be sent (protobuf bytes, a JSON line): the span object is freed at once, and
-    what waits in the queue is immutable data the garbage collector never scans. ``export``
-    sends a batch of prepared items from the export thread.
+    ``prepare`` turns one span into what will be sent (protobuf bytes, a JSON line); ``export``
+    sends a batch of prepared items. Preparing the spans of a batch one after the other, off
+    the request path, costs about half what encoding each span as it ends did (caches stay
+    warm; docs/performance.md).
     """
 
     def prepare(self, span: LeanSpan) -> Any: ...
@@ -97,8 +97,6 @@ class BatchExporter:
         schedule_delay_s: float | None = None,
     ) -> None:
         self.exporters = list(exporters)
-        # One exporter (the usual case): queue its prepared item itself, not a 1-tuple.
-        self._single = self.exporters[0].prepare if len(self.exporters) == 1 else None
         self.max_queue_size = max_queue_size or _env_count("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         self.max_batch_size = max_batch_size or _env_count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
         if self.max_batch_size > self.max_queue_size:
@@ -131,10 +129,7 @@ class BatchExporter:
         if len(queue) >= self.max_queue_size:
             self.dropped += 1
             return
-        if self._single is not None:
-            queue.append(self._single(span))
-        else:
-            queue.append(tuple(exporter.prepare(span) for exporter in self.exporters))
+        queue.append(span)
         if len(queue) == self.max_batch_size:
             self._wake.set()
 
@@ -158,12 +153,10 @@ class BatchExporter:
             queue = self._queue
             while len(queue) >= least:
                 count = min(len(queue), self.max_batch_size)
-                batch = [queue.popleft() for _ in range(count)]
-                if self._single is not None:
-                    ok = self.exporters[0].export(batch) and ok
-                    continue
-                for index, exporter in enumerate(self.exporters):
-                    ok = exporter.export([items[index] for items in batch]) and ok
+                spans = [queue.popleft() for _ in range(count)]
+                for exporter in self.exporters:
+                    prepare = exporter.prepare
+                    ok = exporter.export([prepare(span) for span in spans]) and ok
             dropped = self.dropped
             if dropped != self._reported_drops:
                 log.warning(

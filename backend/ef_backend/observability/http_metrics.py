@@ -1,10 +1,11 @@
 """``ef_http_*`` for a single process, kept in plain dicts and exposed at scrape time.
 
-The request path is the hottest code in the service: prometheus-client takes a lock and goes
-through several method calls per increment (five per request), which costs about as much as all
-the rest of our middleware. Here a request costs two dict lookups, a ``bisect`` and a few integer
-additions. It is safe because only the event-loop thread records (the middleware runs there)
-and the scrape copies the dicts with single C-level calls.
+prometheus-client takes a lock and goes through several method calls per increment (five per
+request). Here a request costs two dict lookups, a ``bisect`` and a few integer additions, done
+for a batch of finished requests after each event-loop turn (:mod:`ef_common.request_batch`).
+One lock per batch keeps two batches from updating the dicts at once; the scrape first flushes
+what is pending (so every finished request is counted) and copies the dicts with single
+C-level calls.
 
 With several workers (multiprocess mode) the prometheus-client objects declared in
 ``metrics.py`` are used instead, because only they write the shared files; both produce the same
@@ -13,11 +14,11 @@ families (a test checks it).
 
 from __future__ import annotations
 
-import time
+import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
-from opentelemetry import trace
+from ef_common.request_batch import RequestRecord, flush_pending
 from prometheus_client.core import (
     CounterMetricFamily,
     Exemplar,
@@ -51,28 +52,37 @@ class HttpMetrics(Collector):
         self._counts: dict[tuple[str, str, int], int] = {}
         self._histograms: dict[tuple[str, str], _Histogram] = {}
         self._in_progress = 0
+        self._lock = threading.Lock()
 
-    # -- observer (event-loop thread) -------------------------------------------------------
+    # -- observer ----------------------------------------------------------------------------
 
     def request_started(self) -> None:
         self._in_progress += 1
 
-    def request_finished(self, method: str, route: str, status: int, duration_s: float) -> None:
+    def request_ended(self) -> None:
         self._in_progress -= 1
-        key = (method, route, status)
-        self._counts[key] = self._counts.get(key, 0) + 1
-        hkey = (method, route)
-        histogram = self._histograms.get(hkey)
-        if histogram is None:
-            histogram = self._histograms[hkey] = _Histogram(len(self._les))
-        index = bisect_left(self._bounds, duration_s)
-        histogram.counts[index] += 1
-        histogram.sum += duration_s
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.trace_flags.sampled and ctx.is_valid:
-            histogram.exemplars[index] = Exemplar(
-                {"trace_id": format(ctx.trace_id, "032x")}, duration_s, time.time()
-            )
+
+    def record(self, requests: Sequence[RequestRecord]) -> None:
+        counts = self._counts
+        histograms = self._histograms
+        bounds = self._bounds
+        with self._lock:
+            for request in requests:
+                method = request.method
+                route = request.route
+                duration = request.duration_s
+                key = (method, route, request.status)
+                counts[key] = counts.get(key, 0) + 1
+                histogram = histograms.get((method, route))
+                if histogram is None:
+                    histogram = histograms[(method, route)] = _Histogram(len(self._les))
+                index = bisect_left(bounds, duration)
+                histogram.counts[index] += 1
+                histogram.sum += duration
+                if request.sampled:
+                    histogram.exemplars[index] = Exemplar(
+                        {"trace_id": f"{request.trace_id:032x}"}, duration, request.time
+                    )
 
     # -- collector (scrape thread) ----------------------------------------------------------
 
@@ -80,6 +90,7 @@ class HttpMetrics(Collector):
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
+        flush_pending()  # requests that ended in the current event-loop turn count too
         requests, duration, in_progress = self._families()
         for (method, route, status), count in list(self._counts.items()):
             requests.add_metric([method, route, str(status)], count)

@@ -10,10 +10,11 @@ in one process, :class:`PrometheusHttpObserver` in multiprocess mode (label chil
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ef_common.asgi import HttpObserver, RequestContextMiddleware
+from ef_common.request_batch import RequestRecord
 from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Scope
 
@@ -44,19 +45,28 @@ class PrometheusHttpObserver:
     def request_started(self) -> None:
         self._in_progress.inc()
 
-    def request_finished(self, method: str, route: str, status: int, duration_s: float) -> None:
+    def request_ended(self) -> None:
         self._in_progress.dec()
-        key = (method, route, status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = self._requests_total.labels(method, route, str(status))
-        counter.inc()
-        hkey = (method, route)
-        histogram = self._histograms.get(hkey)
-        if histogram is None:
-            histogram = self._histograms[hkey] = self._duration.labels(method, route)
-        # A TracedHistogram adds the current trace id as exemplar; {} means "none".
-        histogram.observe(duration_s, None if self._exemplars else {})
+
+    def record(self, requests: Sequence[RequestRecord]) -> None:
+        for request in requests:
+            method, route = request.method, request.route
+            key = (method, route, request.status)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._requests_total.labels(method, route, str(request.status))
+                self._counters[key] = counter
+            counter.inc()
+            histogram = self._histograms.get((method, route))
+            if histogram is None:
+                histogram = self._histograms[(method, route)] = self._duration.labels(method, route)
+            # The request's own trace (the batch runs after it ended); {} means "none".
+            exemplar = (
+                {"trace_id": f"{request.trace_id:032x}"}
+                if self._exemplars and request.sampled
+                else {}
+            )
+            histogram.observe(request.duration_s, exemplar)
 
 
 def observability_middleware(

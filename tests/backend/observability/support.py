@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ef_common.logging import configure_logging
+from ef_common.request_batch import flush_pending
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.utils.procs import REPO
@@ -111,6 +112,9 @@ def captured_logs(level: str = "INFO", service: str = "test") -> Iterator[io.Str
     try:
         yield buffer
     finally:
+        # Access-log lines are written after the event-loop turn their request ended in; an
+        # in-process client may not have given the loop that turn yet.
+        flush_pending()
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
         uv_access.handlers[:] = saved_access[0]

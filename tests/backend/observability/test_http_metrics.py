@@ -7,6 +7,7 @@ import random
 from ef_backend.observability import metrics
 from ef_backend.observability.http_metrics import HttpMetrics
 from ef_backend.observability.middleware import PrometheusHttpObserver
+from ef_common.request_batch import RequestRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from tests.backend.observability.support import samples
@@ -44,13 +45,34 @@ def test_same_exposition_as_prometheus_client() -> None:
     # Durations on and around every bucket bound, where "le" semantics matter.
     durations = [b for b in metrics.HTTP_BUCKETS] + [b * 1.0001 for b in metrics.HTTP_BUCKETS]
     durations += [rng.uniform(0, 90) for _ in range(300)] + [0.0]
-    for duration in durations:
-        method = rng.choice(["GET", "POST", "OTHER"])
-        route = rng.choice(routes)
-        status = rng.choice([200, 404, 503])
-        for observer in (ours, ref):
-            observer.request_started()
-            observer.request_finished(method, route, status, duration)
+    records = []
+    for number, duration in enumerate(durations):
+        records.append(
+            RequestRecord(
+                method=rng.choice(["GET", "POST", "OTHER"]),
+                route=rng.choice(routes),
+                status=rng.choice([200, 404, 503]),
+                duration_s=duration,
+                time=1_790_000_000.0 + number,
+                path="/x",
+                request_id=None,
+                client_ip=None,
+                client=None,
+                trace_id=number + 1,
+                span_id=number + 1,
+                sampled=number % 2 == 0,
+            )
+        )
+    for observer in (ours, ref):
+        start = 0
+        for size in [1, 7, 50, len(records)]:  # batches of several sizes, as event-loop turns give
+            batch = records[start : start + size]
+            start += size
+            for _ in batch:
+                observer.request_started()
+            for _ in batch:
+                observer.request_ended()
+            observer.record(batch)
     ours.request_started()
     ref.request_started()  # one still in flight
     ours_text = generate_latest(ours_registry).decode()

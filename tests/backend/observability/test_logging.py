@@ -6,8 +6,14 @@ import logging
 import logging.config
 
 import pytest
-from ef_common.context import bind_client, reset_request, start_request
-from ef_common.logging import ACCESS_LOGGER, configure_logging, log_access, uvicorn_log_config
+from ef_common.context import reset_request, start_request
+from ef_common.logging import (
+    ACCESS_LOGGER,
+    configure_logging,
+    uvicorn_log_config,
+    write_access_log,
+)
+from ef_common.request_batch import RequestRecord
 from opentelemetry.sdk.trace import TracerProvider
 
 from tests.backend.observability.support import captured_logs, json_lines
@@ -87,28 +93,75 @@ def test_request_and_trace_ids_appear_inside_a_request_and_span() -> None:
 
 
 def test_access_line_is_the_same_on_the_fast_and_the_generic_path() -> None:
-    """The direct writer and the logging path produce the same fields in the same order."""
+    """The direct writer and the logging path produce the same fields, order and time."""
+    request = RequestRecord(
+        method="GET",
+        route="/api/v1/jobs/{job_id}",
+        status=404,
+        duration_s=0.0123456,
+        time=1_790_000_000.25,
+        path='odd/"path"\u00e9',
+        request_id="r1",
+        client_ip="10.0.0.7",
+        client="kitchen",
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        sampled=True,
+    )
     with captured_logs() as out:
-        token = start_request("r1", client_ip="10.0.0.7")
-        bind_client(name="kitchen")
-        fields = ("GET", "/api/v1/jobs/{job_id}", 'odd/"path"\u00e9', 404, 0.0123456)
+        write_access_log([request])
+        # An extra handler turns the fast path off: the record goes through logging.
+        logging.getLogger().addHandler(logging.NullHandler())
         try:
-            log_access(*fields, "10.0.0.7", "kitchen")
-            # An extra handler turns the fast path off: the record goes through logging.
-            logging.getLogger().addHandler(logging.NullHandler())
-            log_access(*fields, "10.0.0.7", "kitchen")
+            write_access_log([request])
         finally:
             logging.getLogger().handlers.pop()
-            reset_request(token)
     fast, generic = json_lines(out.getvalue())
     assert list(fast) == BASE_FIELDS + ACCESS_FIELDS
-    for doc in (fast, generic):
-        doc.pop("time")
     assert fast == generic
+    assert fast["time"] == "2026-09-21T14:13:20.250Z"
     assert fast["logger"] == ACCESS_LOGGER
     assert fast["path"] == 'odd/"path"\u00e9'
     assert fast["duration_ms"] == 12.346
     assert fast["client"] == "kitchen" and fast["request_id"] == "r1"
+    assert fast["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+    assert fast["span_id"] == "b7ad6b7169203331"
+
+
+def test_access_lines_of_a_batch_are_written_in_one_write() -> None:
+    """A batch of finished requests costs one write(), lines in the order the requests ended."""
+    records = [
+        RequestRecord(
+            "GET",
+            "/r",
+            200,
+            0.001 * i,
+            1_790_000_000.0 + i,
+            f"/r?{i}",
+            f"id{i}",
+            None,
+            None,
+            0,
+            0,
+            False,
+        )
+        for i in range(3)
+    ]
+    writes: list[str] = []
+    with captured_logs() as out:
+        stream = logging.getLogger().handlers[0].stream  # type: ignore[attr-defined]
+        real_write = stream.write
+
+        def counting_write(text: str) -> int:
+            writes.append(text)
+            return int(real_write(text))
+
+        stream.write = counting_write
+        write_access_log(records)
+    docs = json_lines(out.getvalue())
+    assert [d["request_id"] for d in docs] == ["id0", "id1", "id2"]
+    assert [d["trace_id"] for d in docs] == [None, None, None]
+    assert len(writes) == 1
 
 
 def test_uvicorn_loggers_go_through_the_json_handler() -> None:

@@ -1,0 +1,113 @@
+"""What happens after a response, done once per event-loop turn for all requests that finished.
+
+The request middleware used to count each request, format its access-log line and write it
+(one ``write()`` each) while answering it. The same work done in a loop over the requests that
+finished in one event-loop turn costs less than half as much (the code and data stay in the CPU's
+caches, and one ``write()`` carries every line): on a trivial endpoint the access log went from
+about 27 µs to 4 µs per request (``docs/performance.md``). So the middleware only records each
+finished request (:class:`RequestRecord`) and a :class:`LoopBatch` hands them to the metrics and
+the access log right after the current turn of the event loop: microseconds later, in order.
+
+Nothing is lost to the delay: a scrape (``HttpMetrics.collect``), shutdown and ``atexit`` call
+:func:`flush_pending` first, and a batch whose event loop stopped before its turn ended (a test
+client's short-lived loop) is flushed by the next request on any loop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from asyncio import AbstractEventLoop
+from asyncio import _get_running_loop as _running_loop
+from collections.abc import Callable
+from typing import Generic, NamedTuple, TypeVar
+
+__all__ = ["LoopBatch", "RequestRecord", "flush_pending"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RequestRecord(NamedTuple):
+    """One answered HTTP request, as the metrics and the access log need it."""
+
+    method: str
+    #: route template (``/api/v1/jobs/{job_id}``), never the raw path
+    route: str
+    status: int
+    duration_s: float
+    #: wall-clock time the response ended (seconds since the epoch)
+    time: float
+    path: str
+    request_id: str | None
+    client_ip: str | None
+    #: the API key's configured name, never the key
+    client: str | None
+    #: the request span's ids; 0 when the request was not traced
+    trace_id: int
+    span_id: int
+    #: the trace is sampled (exported), so a metric may link to it as an exemplar
+    sampled: bool
+
+
+_live: weakref.WeakSet[LoopBatch[object]] = weakref.WeakSet()
+
+
+class LoopBatch(Generic[T]):
+    """Collects items on the request path; ``process`` gets them as a list after this loop turn.
+
+    ``add`` is an ``append`` plus, once per turn, a ``call_soon``. ``flush`` may run in any
+    thread (a scrape, ``atexit``); a lock keeps two flushes from processing the same items, and
+    ``process`` is never called with an empty list.
+    """
+
+    def __init__(self, process: Callable[[list[T]], None]) -> None:
+        self._process = process
+        self._items: list[T] = []
+        self._lock = threading.Lock()
+        #: the loop on which a flush is scheduled (None: none is)
+        self._scheduled: AbstractEventLoop | None = None
+        _live.add(self)  # type: ignore[arg-type]
+
+    def add(self, item: T) -> None:
+        self._items.append(item)
+        loop = _running_loop()
+        if loop is self._scheduled:
+            return
+        if loop is None:  # not in an event loop (a synchronous caller): no turn to wait for
+            self.flush()
+            return
+        # First item this turn, or the loop that was to flush has gone: flush after this turn.
+        self._scheduled = loop
+        loop.call_soon(self._flush_scheduled)
+
+    def _flush_scheduled(self) -> None:
+        self._scheduled = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Process every item added so far."""
+        with self._lock:
+            items = self._items
+            count = len(items)
+            if not count:
+                return
+            # Same list object, oldest first: an append from another thread is never lost.
+            batch = items[:count]
+            del items[:count]
+            try:
+                self._process(batch)
+            except Exception:  # a failing sink must not break the event loop or a scrape
+                log.exception("processing %d finished requests failed", count)
+
+
+def flush_pending() -> None:
+    """Flush every live :class:`LoopBatch` (before a scrape, at shutdown, in tests)."""
+    for batch in list(_live):
+        batch.flush()
+
+
+atexit.register(flush_pending)
