@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import weakref
 from asyncio import AbstractEventLoop
@@ -75,14 +76,12 @@ class LoopBatch(Generic[T]):
     def add(self, item: T) -> None:
         self._items.append(item)
         loop = _running_loop()
-        if loop is self._scheduled:
-            return
         if loop is None:  # not in an event loop (a synchronous caller): no turn to wait for
             self.flush()
-            return
-        # First item this turn, or the loop that was to flush has gone: flush after this turn.
-        self._scheduled = loop
-        loop.call_soon(self._flush_scheduled)
+        elif loop is not self._scheduled:
+            # First item this turn, or the loop that was to flush has gone: flush after it.
+            self._scheduled = loop
+            loop.call_soon(self._flush_scheduled)
 
     def _flush_scheduled(self) -> None:
         self._scheduled = None
@@ -102,6 +101,19 @@ class LoopBatch(Generic[T]):
                 self._process(batch)
             except Exception:  # a failing sink must not break the event loop or a scrape
                 log.exception("processing %d finished requests failed", count)
+
+
+def _reset_after_fork() -> None:
+    # A forked worker starts with its parent's pending items (the parent answered those
+    # requests and counts them itself), maybe a held lock, and no event loop.
+    for batch in list(_live):
+        batch._lock = threading.Lock()
+        batch._items.clear()
+        batch._scheduled = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def flush_pending() -> None:

@@ -7,6 +7,7 @@ covered by ``test_live_metrics.py``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from ef_backend.core.config import Settings
 from ef_backend.observability.setup import install
+from ef_common.spans import LeanTracerProvider
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.sdk.trace import TracerProvider
@@ -24,11 +26,14 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 
 from tests.backend.observability.support import captured_logs, json_lines, value
+from tests.backend.observability.test_spans import Collect
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
-def build_app(tmp_path: Path, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+def build_app(
+    tmp_path: Path, *, tracer_provider: TracerProvider | LeanTracerProvider | None = None
+) -> FastAPI:
     app = FastAPI()
     router = APIRouter(prefix="/api/v1/jobs")
 
@@ -238,3 +243,65 @@ async def test_incoming_traceparent_is_continued(tmp_path: Path) -> None:
     assert boom.parent is None
     assert boom.status.status_code.name == "ERROR"
     assert boom.attributes is not None and boom.attributes["http.response.status_code"] == 500
+
+
+async def test_our_request_span_ends_after_the_turn_with_the_response_time(
+    tmp_path: Path,
+) -> None:
+    """With our tracer the request span is named, given its route and status, and ended in the
+    batch after the response, with the response's end time; logs and exemplars link to it."""
+    collect = Collect()
+    app = build_app(tmp_path, tracer_provider=LeanTracerProvider(collect, {"service.name": "t"}))
+    parent_trace, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+    # Called directly, the app returns before the event loop's turn: no span has ended yet.
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/health/live",
+        "raw_path": b"/health/live",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"t")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert [s.name for s in collect.spans if s.name.startswith("GET /health")] == []
+    await asyncio.sleep(0)
+    assert [s.name for s in collect.spans] == ["GET /health/live"]
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        with captured_logs() as out:
+            headers = {"traceparent": f"00-{parent_trace}-{parent_span}-01"}
+            assert (await c.get("/api/v1/jobs/lean-1", headers=headers)).status_code == 200
+            assert (await c.get("/boom")).status_code == 500
+        om = await c.get("/metrics", headers={"Accept": OPENMETRICS})
+    job, boom = collect.spans[1:3]
+    assert job.name == "GET /api/v1/jobs/{job_id}" and job.kind.name == "SERVER"
+    assert job.attributes["http.route"] == "/api/v1/jobs/{job_id}"
+    assert job.attributes["http.response.status_code"] == 200
+    assert job.attributes["url.path"] == "/api/v1/jobs/lean-1"
+    assert f"{job.trace_id:032x}" == parent_trace and f"{job.parent_id:016x}" == parent_span
+    assert job.parent_is_remote and job.status_code.name == "UNSET"
+    assert boom.name == "GET /boom" and boom.status_code.name == "ERROR"
+    assert boom.attributes["http.response.status_code"] == 500 and boom.parent_id is None
+    access = {d["path"]: d for d in json_lines(out.getvalue()) if d["logger"] == "ef.access"}
+    line = access["/api/v1/jobs/lean-1"]
+    assert line["trace_id"] == parent_trace and line["span_id"] == f"{job.span_id:016x}"
+    assert job.end_time is not None
+    assert abs((job.end_time - job.start_time) / 1e6 - line["duration_ms"]) < 0.002
+    assert f'trace_id="{parent_trace}"' in om.text
