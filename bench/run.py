@@ -1,11 +1,13 @@
 """Throughput of a trivial endpoint under each instrumentation configuration, side by side.
 
 Each configuration (see ``bench/apps.py``) runs as its own uvicorn process (one worker) on
-loopback and is loaded with ``wrk``; configurations are interleaved round by round so that
-background load on the machine hits them alike, and the median of the rounds is reported.
+loopback and is loaded with ``wrk``. In each round every configuration's server is started
+afresh, and then loaded in short bursts, one configuration after the other, several times over:
+so background load on a shared machine, which changes from one minute to the next, hits the
+configurations alike, and each burst cycle gives a paired comparison. Medians are reported.
 
     .venv/bin/python bench/run.py                      # what `make bench` runs
-    .venv/bin/python bench/run.py --rounds 5 --duration 15 --app minimal
+    .venv/bin/python bench/run.py --rounds 5 --bursts 6 --duration 3 --app minimal
 
 Prints, per configuration, requests per second and the server's CPU time per request (from
 its user + system time during the run), and the cost against "off" computed from CPU time,
@@ -170,7 +172,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of wrk per run")
+    parser.add_argument(
+        "--bursts", type=int, default=4, help="load bursts per configuration and round"
+    )
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds of wrk per burst")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument(
@@ -212,35 +217,49 @@ def main() -> int:
         )
         try:
             for round_no in range(1, args.rounds + 1):
-                for config in configs:
-                    proc, port = start_server(config, app, sink_port, workdir, server_cpu)
-                    url = f"http://127.0.0.1:{port}{ENDPOINT}"
-                    try:
-                        wait_ready(url, proc)
+                servers = {c: start_server(c, app, sink_port, workdir, server_cpu) for c in configs}
+                try:
+                    urls = {
+                        c: f"http://127.0.0.1:{port}{ENDPOINT}" for c, (_, port) in servers.items()
+                    }
+                    for config in configs:
+                        wait_ready(urls[config], servers[config][0])
                         if args.warmup > 0:
                             run_wrk(
-                                url,
+                                urls[config],
                                 duration=args.warmup,
                                 connections=args.connections,
                                 cpu=wrk_cpu,
                             )
-                        before = cpu_seconds(proc.pid)
-                        rps, requests = run_wrk(
-                            url, duration=args.duration, connections=args.connections, cpu=wrk_cpu
+                    for burst in range(args.bursts):
+                        # Rotate the order each burst: no configuration always comes first.
+                        shift = (round_no + burst) % len(configs)
+                        for config in configs[shift:] + configs[:shift]:
+                            proc = servers[config][0]
+                            before = cpu_seconds(proc.pid)
+                            rps, requests = run_wrk(
+                                urls[config],
+                                duration=args.duration,
+                                connections=args.connections,
+                                cpu=wrk_cpu,
+                            )
+                            used = cpu_seconds(proc.pid) - before
+                            rates[config].append(rps)
+                            cpu_us[config].append(used / requests * 1e6)
+                        print(
+                            f"round {round_no} burst {burst + 1}: "
+                            + " ".join(f"{c} {cpu_us[c][-1]:.1f}" for c in configs)
+                            + " CPU us/request",
+                            file=sys.stderr,
                         )
-                        used = cpu_seconds(proc.pid) - before
-                    except Exception:
-                        print((workdir / f"{config}.log").read_text()[-3000:], file=sys.stderr)
-                        raise
-                    finally:
+                except Exception:
+                    for config in configs:
+                        log = (workdir / f"{config}.log").read_text()[-2000:]
+                        print(f"--- {config}\n{log}", file=sys.stderr)
+                    raise
+                finally:
+                    for proc, _ in servers.values():
                         stop(proc)
-                    rates[config].append(rps)
-                    cpu_us[config].append(used / requests * 1e6)
-                    print(
-                        f"round {round_no} {config:15s} {rps:10.1f} req/s "
-                        f"{cpu_us[config][-1]:7.1f} CPU us/request",
-                        file=sys.stderr,
-                    )
                 # The in-process runs interleave too, one per configuration per round.
                 for config in configs:
                     inproc[config].append(
@@ -261,22 +280,27 @@ def main() -> int:
     med_cpu = {c: statistics.median(v) for c, v in cpu_us.items()}
     print(
         f"\nGET {ENDPOINT} ({app} app), uvicorn 1 worker, wrk -t1 -c{args.connections} "
-        f"-d{args.duration:g}s, median of {args.rounds} interleaved rounds\n"
+        f"-d{args.duration:g}s, {args.rounds} rounds x {args.bursts} interleaved bursts, medians\n"
     )
     print(
         "| configuration | req/s | req/s vs off | server CPU us/request | cost (CPU) "
-        "| cost per round, min-max | cost, best rounds | target |"
+        "| cost, paired bursts: median (min-max) | cost, best bursts | target |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for config in configs:
         rate_ratio = med_rate[config] / med_rate["off"] if "off" in med_rate else float("nan")
         # The server is CPU-bound on one core: the throughput it loses is 1 - cpu_off/cpu.
         cost = 1 - med_cpu["off"] / med_cpu[config] if "off" in med_cpu else float("nan")
-        # The same, round by round (configurations of one round ran back to back): the spread.
-        per_round = [1 - off / cpu for off, cpu in zip(cpu_us["off"], cpu_us[config], strict=True)]
-        spread = f"{min(per_round):.1%} to {max(per_round):.1%}" if config != "off" else "-"
+        # The same, burst cycle by burst cycle (the configurations of one cycle ran within
+        # seconds of each other): its median is the least disturbed by slow drifts.
+        paired = [1 - off / cpu for off, cpu in zip(cpu_us["off"], cpu_us[config], strict=True)]
+        spread = (
+            f"{statistics.median(paired):.1%} ({min(paired):.1%} to {max(paired):.1%})"
+            if config != "off"
+            else "-"
+        )
         # Neighbours on a shared machine only ever add CPU time: each configuration's lowest
-        # CPU per request is its least disturbed run (timeit's reasoning for taking the min).
+        # CPU per request is its least disturbed burst (timeit's reasoning for taking the min).
         best = 1 - min(cpu_us["off"]) / min(cpu_us[config]) if "off" in cpu_us else float("nan")
         target = TARGETS.get(config)
         verdict = f"<= {target:.0%}: {'met' if cost <= target else 'MISSED'}" if target else ""
