@@ -62,8 +62,8 @@ class SpanExporter(Protocol):
 
     ``prepare`` turns one span into what will be sent (protobuf bytes, a JSON line); ``export``
     sends a batch of prepared items. Preparing the spans of a batch one after the other, off
-    the request path, costs about half what encoding each span as it ends did (caches stay
-    warm; docs/performance.md).
+    the request path, costs less than encoding each span as it ends did (the encoder stays in
+    the CPU's caches; docs/performance.md).
     """
 
     def prepare(self, span: LeanSpan) -> Any: ...

@@ -463,14 +463,8 @@ class LeanTracer(trace.Tracer):
         parent: SpanContext | None = trace.get_current_span(context).get_span_context()
         if parent is not None and not parent.is_valid:
             parent = None
-        if parent is not None:
-            trace_id = parent.trace_id
-            trace_state = parent.trace_state
-        else:
-            trace_id = self._getrandbits(128) or 1
-            trace_state = DEFAULT_TRACE_STATE
-        span_id = self._getrandbits(64) or 1
-        if not self._sampled(parent, trace_id):
+        trace_id, span_id, trace_state, sampled = self._ids(parent)
+        if not sampled:
             return NonRecordingSpan(
                 SpanContext(trace_id, span_id, False, _NOT_SAMPLED, trace_state)
             )
@@ -502,6 +496,17 @@ class LeanTracer(trace.Tracer):
             set_status_on_exception,
         )
 
+    def _ids(self, parent: SpanContext | None) -> tuple[int, int, TraceState, bool]:
+        """Trace id, span id and trace state of a new span under ``parent``, and the sampler's
+        decision."""
+        if parent is not None:
+            trace_id = parent.trace_id
+            trace_state = parent.trace_state
+        else:
+            trace_id = self._getrandbits(128) or 1
+            trace_state = DEFAULT_TRACE_STATE
+        return trace_id, self._getrandbits(64) or 1, trace_state, self._sampled(parent, trace_id)
+
     def start_request_span(
         self, name: str, parent: SpanContext | None, attributes: dict[str, Any]
     ) -> trace.Span:
@@ -511,14 +516,8 @@ class LeanTracer(trace.Tracer):
         The same ids, sampling and limits as :meth:`start_span`, without the context lookup
         and attribute checks that a request's own span never needs.
         """
-        if parent is not None:
-            trace_id = parent.trace_id
-            trace_state = parent.trace_state
-        else:
-            trace_id = self._getrandbits(128) or 1
-            trace_state = DEFAULT_TRACE_STATE
-        span_id = self._getrandbits(64) or 1
-        if not self._sampled(parent, trace_id):
+        trace_id, span_id, trace_state, sampled = self._ids(parent)
+        if not sampled:
             return NonRecordingSpan(
                 SpanContext(trace_id, span_id, False, _NOT_SAMPLED, trace_state)
             )
