@@ -219,6 +219,7 @@ class RequestContextMiddleware:
         rid_header = (_REQUEST_ID_HEADER, rid.encode("latin-1"))
         token = start_request(rid)
         request = current_request()
+        assert request is not None  # start_request just set it
         root_path = scope.get("root_path", "")
         status = 500
         observer = self.observer
@@ -283,8 +284,9 @@ class RequestContextMiddleware:
     @staticmethod
     def _end_span(span: trace.Span, method: str, route: str, status: int) -> None:
         if span.is_recording():
-            span.update_name(f"{span_method(method)} {route}")
-            span.set_attributes({"http.route": route, "http.response.status_code": status})
+            name, attributes = _final_name_and_attributes(method, route, status)
+            span.update_name(name)
+            span.set_attributes(attributes)
             if status >= 500:
                 span.set_status(_ERROR)
         span.end()
@@ -310,19 +312,13 @@ class RequestContextMiddleware:
         ) in finished:
             route = route_template(scope, root_path, status)
             if lean is not None:
+                name, attributes = _final_name_and_attributes(method, route, status)
                 lean.end_request(
-                    f"{span_method(method)} {route}",
-                    {"http.route": route, "http.response.status_code": status},
+                    name,
+                    attributes,
                     status >= 500,
                     end_time=lean.start_time + int(duration * 1e9),
                 )
-            request_id: str | None = None
-            address: str | None = None
-            client: str | None = None
-            if request is not None:
-                request_id = request.request_id
-                address = request.client_ip
-                client = request.client_name
             records.append(
                 RequestRecord(
                     method,
@@ -331,9 +327,9 @@ class RequestContextMiddleware:
                     duration,
                     start + duration + wall,
                     scope["path"],
-                    request_id,
-                    address or client_ip(scope),
-                    client,
+                    request.request_id,
+                    request.client_ip or client_ip(scope),
+                    request.client_name,
                     trace_id,
                     span_id,
                     sampled,
@@ -351,6 +347,14 @@ class RequestContextMiddleware:
         return str(client[0]) if client else None
 
 
+def _final_name_and_attributes(method: str, route: str, status: int) -> tuple[str, dict[str, Any]]:
+    """The request span's name and the attributes known only at its end."""
+    return f"{span_method(method)} {route}", {
+        "http.route": route,
+        "http.response.status_code": status,
+    }
+
+
 def span_method(method: str) -> str:
     """The request method as span names and attributes write it (unknown: ``_OTHER``)."""
     return "_OTHER" if method == "OTHER" else method
@@ -360,7 +364,7 @@ def span_method(method: str) -> str:
 #: seconds), scope, root path at the start, request context, trace id, span id, sampled, and
 #: our request span to finish (turned into RequestRecords in the batch).
 _Finished = tuple[
-    str, int, float, float, Scope, str, RequestContext | None, int, int, bool, LeanSpan | None
+    str, int, float, float, Scope, str, RequestContext, int, int, bool, LeanSpan | None
 ]
 _perf_counter = time.perf_counter
 

@@ -54,6 +54,10 @@ class RequestRecord(NamedTuple):
     #: the trace is sampled (exported), so a metric may link to it as an exemplar
     sampled: bool
 
+    def exemplar(self) -> dict[str, str] | None:
+        """The labels of an exemplar linking a metric to this request's trace, or None."""
+        return {"trace_id": f"{self.trace_id:032x}"} if self.sampled else None
+
 
 _live: weakref.WeakSet[LoopBatch[object]] = weakref.WeakSet()
 

@@ -79,10 +79,9 @@ class HttpMetrics(Collector):
                 index = bisect_left(bounds, duration)
                 histogram.counts[index] += 1
                 histogram.sum += duration
-                if request.sampled:
-                    histogram.exemplars[index] = Exemplar(
-                        {"trace_id": f"{request.trace_id:032x}"}, duration, request.time
-                    )
+                labels = request.exemplar()
+                if labels is not None:
+                    histogram.exemplars[index] = Exemplar(labels, duration, request.time)
 
     # -- collector (scrape thread) ----------------------------------------------------------
 

@@ -61,12 +61,8 @@ class PrometheusHttpObserver:
             if histogram is None:
                 histogram = self._histograms[(method, route)] = self._duration.labels(method, route)
             # The request's own trace (the batch runs after it ended); {} means "none".
-            exemplar = (
-                {"trace_id": f"{request.trace_id:032x}"}
-                if self._exemplars and request.sampled
-                else {}
-            )
-            histogram.observe(request.duration_s, exemplar)
+            exemplar = request.exemplar() if self._exemplars else None
+            histogram.observe(request.duration_s, exemplar or {})
 
 
 def observability_middleware(
