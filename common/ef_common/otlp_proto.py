@@ -13,8 +13,8 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from opentelemetry.trace import SpanKind
-from opentelemetry.trace.span import TraceState
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 
 __all__ = [
     "FinishedSpan",
@@ -49,11 +49,17 @@ _SMALL = [bytes((n,)) for n in range(0x80)]
 
 # Span.kind (field 6): the API's SpanKind (INTERNAL = 0) is one below OTLP's (INTERNAL = 1).
 _KINDS = {kind: b"\x30" + _SMALL[kind.value + 1] for kind in SpanKind}
+_SERVER = _KINDS[SpanKind.SERVER]
+_STATUS_UNSET = StatusCode.UNSET
 
 
 def _len(data: bytes) -> bytes:
     n = len(data)
-    return _SMALL[n] if n < 0x80 else _varint(n)
+    if n < 0x80:
+        return _SMALL[n]
+    if n < 0x4000:  # two bytes: a span body, usually
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    return _varint(n)
 
 
 def _field(tag: int, data: bytes) -> bytes:
@@ -109,6 +115,7 @@ def _key_value(key: str, value: Any) -> bytes:
 # (method, route, status code...): most attributes of a span are then one dict lookup.
 _SPAN_ATTRIBUTES: dict[tuple[str, Any], bytes] = {}
 _SPAN_ATTRIBUTES_MAX = 8192
+_CACHED_VALUE_MAX = 256
 
 
 def _span_attributes(attributes: Mapping[str, Any]) -> bytes:
@@ -116,7 +123,9 @@ def _span_attributes(attributes: Mapping[str, Any]) -> bytes:
     out = []
     for key, value in attributes.items():
         kind = type(value)
-        if kind is str or kind is int:  # never bool or float: True == 1 == 1.0 as dict keys
+        # Never bool or float (True == 1 == 1.0 as dict keys), nor long strings: the cache
+        # stays small (at most 8192 short entries) whatever paths clients send.
+        if kind is int or (kind is str and len(value) <= _CACHED_VALUE_MAX):
             encoded = cache.get((key, value))
             if encoded is None:
                 encoded = _field(0x4A, _key_value(key, value))
@@ -229,8 +238,9 @@ def encode_span(span: FinishedSpan) -> bytes:
     """
     trace_id = span.trace_id
     parts = [_IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _MASK_64, 0x12, 0x08, span.span_id)]
-    if span.trace_state:
-        parts.append(_string(0x1A, span.trace_state.to_header()))
+    trace_state = span.trace_state
+    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+        parts.append(_string(0x1A, trace_state.to_header()))
     parent = span.parent_id
     if parent:
         parts.append(b"\x22\x08" + parent.to_bytes(8, "big"))
@@ -238,11 +248,13 @@ def encode_span(span: FinishedSpan) -> bytes:
     encoded_name = _NAMES.get(name)
     if encoded_name is None:
         encoded_name = _string(0x2A, name)
-        if len(_NAMES) >= _NAMES_MAX:
-            _NAMES.clear()  # bounded whatever names spans get
-        _NAMES[name] = encoded_name
+        if len(name) <= _CACHED_VALUE_MAX:  # bounded whatever names spans get
+            if len(_NAMES) >= _NAMES_MAX:
+                _NAMES.clear()
+            _NAMES[name] = encoded_name
     parts.append(encoded_name)
-    parts.append(_KINDS[span.kind])
+    kind = span.kind
+    parts.append(_SERVER if kind is SpanKind.SERVER else _KINDS[kind])  # enum hashing is slow
     start = span.start_time
     end = span.end_time
     parts.append(_TIMES.pack(0x39, start, 0x41, end if end is not None else start))
@@ -250,18 +262,21 @@ def encode_span(span: FinishedSpan) -> bytes:
         parts.append(_span_attributes(span.attributes))
     if span.dropped_attributes:
         parts.append(b"\x50" + _varint(span.dropped_attributes))
-    for event_name, timestamp, event_attributes in span.events:
-        body = b"\x09" + _pack_fixed64(timestamp) + _string(0x12, event_name)
-        body += encode_attributes(0x1A, event_attributes)
-        parts.append(_field(0x5A, body))
+    if span.events:
+        for event_name, timestamp, event_attributes in span.events:
+            body = b"\x09" + _pack_fixed64(timestamp) + _string(0x12, event_name)
+            body += encode_attributes(0x1A, event_attributes)
+            parts.append(_field(0x5A, body))
     if span.dropped_events:
         parts.append(b"\x60" + _varint(span.dropped_events))
-    for link in span.links:
-        parts.append(_link(link))
+    if span.links:
+        for link in span.links:
+            parts.append(_link(link))
     if span.dropped_links:
         parts.append(b"\x70" + _varint(span.dropped_links))
-    code = span.status_code.value
-    if code or span.status_description:
+    status_code = span.status_code
+    if status_code is not _STATUS_UNSET or span.status_description:
+        code = status_code.value
         status = b"\x18" + _SMALL[code] if code else b""
         if span.status_description:
             status = _string(0x12, span.status_description) + status
@@ -281,7 +296,10 @@ def encode_request(resource: bytes, scopes: Iterable[tuple[bytes, Sequence[bytes
     scope_spans = []
     for scope, spans in scopes:
         body = [_field(0x0A, scope)]
-        body.extend(_field(0x12, span) for span in spans)
+        append = body.append
+        for span in spans:  # each span's key and length, then the span: copied once, by join
+            append(b"\x12" + _len(span))
+            append(span)
         scope_spans.append(_field(0x12, b"".join(body)))
     resource_spans = _field(0x0A, resource) + b"".join(scope_spans)
     return _field(0x0A, resource_spans)
