@@ -63,6 +63,8 @@ _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _SCALARS = (str, bool, int, float)
 _ID_MASK_64 = 0xFFFFFFFFFFFFFFFF
 
+_Event = tuple[str, int, dict[str, Any]]
+
 
 class SpanProcessor(Protocol):
     """Receives every finished, sampled span (``ef_common.span_export.BatchExporter``)."""
@@ -281,7 +283,7 @@ class LeanSpan(trace.Span):
         kind: SpanKind,
         attributes: dict[str, Any],
         dropped_attributes: int,
-        links: list[Link],
+        links: list[Link] | tuple[()],
         dropped_links: int,
         start_time: int,
         record_exception: bool,
@@ -298,9 +300,11 @@ class LeanSpan(trace.Span):
         self.kind = kind
         self.attributes = attributes
         self.dropped_attributes = dropped_attributes
+        # Most spans have no events or links: a shared empty tuple until the first one, so a
+        # span queued for export holds two fewer objects for the garbage collector to track.
         self.links = links
         self.dropped_links = dropped_links
-        self.events: list[tuple[str, int, dict[str, Any]]] = []
+        self.events: list[_Event] | tuple[()] = ()
         self.dropped_events = 0
         self.start_time = start_time
         self.end_time: int | None = None
@@ -345,7 +349,11 @@ class LeanSpan(trace.Span):
             return
         cleaned, _ = _clean_attributes(attributes, self._tracer.limits)
         when = timestamp if timestamp is not None else time.time_ns()
-        self.events.append((name, when, cleaned))
+        events = self.events
+        if not isinstance(events, list):
+            new_events: list[_Event] = []
+            events = self.events = new_events
+        events.append((name, when, cleaned))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self.end_time is not None or not context.is_valid:
@@ -353,7 +361,11 @@ class LeanSpan(trace.Span):
         if len(self.links) >= self._tracer.limits.link_count:
             self.dropped_links += 1
             return
-        self.links.append(Link(context, attributes))
+        links = self.links
+        if not isinstance(links, list):
+            new_links: list[Link] = []
+            links = self.links = new_links
+        links.append(Link(context, attributes))
 
     def update_name(self, name: str) -> None:
         if self.end_time is None:
@@ -470,15 +482,18 @@ class LeanTracer(trace.Tracer):
             )
         limits = self.limits
         cleaned, dropped = _clean_attributes(attributes, limits)
-        kept_links: list[Link] = []
+        kept_links: list[Link] | tuple[()] = ()
         dropped_links = 0
-        for link in links or ():
-            if not link.context.is_valid:
-                continue
-            if len(kept_links) >= limits.link_count:
-                dropped_links += 1
-                continue
-            kept_links.append(link)
+        if links:
+            kept: list[Link] = []
+            for link in links:
+                if not link.context.is_valid:
+                    continue
+                if len(kept) >= limits.link_count:
+                    dropped_links += 1
+                    continue
+                kept.append(link)
+            kept_links = kept
         return LeanSpan(
             self,
             name,
@@ -535,7 +550,7 @@ class LeanTracer(trace.Tracer):
             SpanKind.SERVER,
             attributes,
             dropped,
-            [],
+            (),
             0,
             self._time_ns(),
             True,

@@ -157,6 +157,76 @@ def test_encoding_matches_the_sdk_encoder(provider: tuple[LeanTracerProvider, Co
     assert decoded.flags == 0x300, "parent is remote, and says so"
 
 
+def test_request_spans_and_long_bodies_match_the_sdk_encoder(
+    provider: tuple[LeanTracerProvider, Collect],
+) -> None:
+    """The request span's fast path (SERVER kind, status unset) and span bodies whose length
+    needs one, two and three varint bytes (the lengths 127/128 and 16383/16384 at the edges)."""
+    tp, collect = provider
+    tracer = tp.get_tracer("ef_common.asgi")
+    request = tracer.start_request_span(
+        "GET", None, {"http.request.method": "GET", "url.path": "/x", "url.scheme": "http"}
+    )
+    request.end_request("GET /x", {"http.route": "/x", "http.response.status_code": 200}, False)
+    base = len(otlp_proto.encode_span(_sized(tracer, 0)))
+    for edge in (128, 16384):
+        for padding in range(edge - base - 4, edge - base + 4):
+            _sized(tracer, padding)
+    lengths = {len(otlp_proto.encode_span(s)) for s in collect.spans}
+    assert {127, 128, 16383, 16384} <= lengths, sorted(lengths)
+    assert ours(collect.spans) == encode_spans([sdk_span(s) for s in collect.spans])
+    assert otlp_proto._len(b"x" * 2**21) == b"\x80\x80\x80\x01"  # three bytes and more
+
+
+def test_the_encoding_caches_keep_no_long_values(
+    provider: tuple[LeanTracerProvider, Collect],
+) -> None:
+    """Paths come from clients: the caches of encoded attributes and names stay small."""
+    tp, collect = provider
+    long_path = "/" + "a" * 5000
+    span = tp.get_tracer("t").start_span(long_path, attributes={"url.path": long_path})
+    span.end()
+    decoded = ours(collect.spans).resource_spans[0].scope_spans[0].spans[0]
+    assert decoded.name == long_path and decoded.attributes[0].value.string_value == long_path
+    assert ("url.path", long_path) not in otlp_proto._SPAN_ATTRIBUTES
+    assert long_path not in otlp_proto._NAMES
+    short = tp.get_tracer("t").start_span("GET /x", attributes={"url.path": "/x"})
+    short.end()
+    ours(collect.spans[1:])
+    assert ("url.path", "/x") in otlp_proto._SPAN_ATTRIBUTES and "GET /x" in otlp_proto._NAMES
+
+
+def _sized(tracer: Any, padding: int) -> LeanSpan:
+    span = tracer.start_span("sized", attributes={"pad": "p" * max(padding, 0)}, start_time=1)
+    span.end(2)
+    assert isinstance(span, LeanSpan)
+    return span
+
+
+def test_events_and_links_of_one_span_are_its_own(
+    provider: tuple[LeanTracerProvider, Collect],
+) -> None:
+    """Spans without events or links share one empty value; the first event or link of a span
+    must not appear on any other."""
+    tp, collect = provider
+    tracer = tp.get_tracer("t")
+    first, second = tracer.start_span("first"), tracer.start_span("second")
+    other = SpanContext(0xAB, 0xCD, True, TraceFlags(1))
+    first.add_event("only mine", {"n": 1})
+    first.add_link(other, {"why": "test"})
+    third = tracer.start_span("third")
+    for span in (first, second, third):
+        span.end()
+    done = {span.name: span for span in collect.spans}
+    assert [e[0] for e in done["first"].events] == ["only mine"]
+    assert [link.context.span_id for link in done["first"].links] == [0xCD]
+    for name in ("second", "third"):
+        assert not done[name].events and not done[name].links, name
+    decoded = {s.name: s for s in ours(collect.spans).resource_spans[0].scope_spans[0].spans}
+    assert len(decoded["first"].events) == 1 and len(decoded["first"].links) == 1
+    assert not decoded["second"].events and not decoded["third"].links
+
+
 def test_dropped_counts_are_encoded(
     provider: tuple[LeanTracerProvider, Collect], monkeypatch: pytest.MonkeyPatch
 ) -> None:
