@@ -1,8 +1,9 @@
 """CPU time per request of one configuration, driving the ASGI app in-process.
 
-No sockets and no HTTP parser: the app of ``bench/apps.py`` (``BENCH_CONFIG``) is called with
-ready-made ASGI messages, and the process CPU time (all threads, so the span exporter's too) is
-divided by the number of requests. This isolates what the instrumentation adds per request far
+No sockets and no HTTP parser: the app of ``bench/apps.py`` (``BENCH_CONFIG``) is started
+through its ASGI lifespan as uvicorn starts it, then called with ready-made ASGI messages, and
+the process CPU time (all threads, so the span exporter's too) is divided by the number of
+requests. This isolates what the instrumentation adds per request far
 more steadily than a load test on a shared machine; ``bench/run.py`` reports both.
 
     BENCH_CONFIG=metrics python bench/inprocess.py --requests 20000 --out result.json
@@ -68,6 +69,33 @@ async def _drive(app: Any, requests: int, per_turn: int) -> float:
     return used / requests * 1e6
 
 
+class _Lifespan:
+    """The app's ASGI lifespan, driven as a server drives it (start-up before the first
+    request, shutdown after the last)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def _step(self, event: str) -> None:
+        await self.inbox.put({"type": f"lifespan.{event}"})
+        reply = await self.outbox.get()
+        if reply["type"] != f"lifespan.{event}.complete":
+            raise RuntimeError(f"lifespan {event} failed: {reply.get('message', reply)}")
+
+    async def startup(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": SCOPE["state"]}
+        self.task = asyncio.ensure_future(self.app(scope, self.inbox.get, self.outbox.put))
+        await self._step("startup")
+
+    async def shutdown(self) -> None:
+        await self._step("shutdown")
+        assert self.task is not None
+        await self.task
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
@@ -81,13 +109,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     app = create()
+    lifespan = _Lifespan(app)
     loop = asyncio.new_event_loop()
     try:
+        loop.run_until_complete(lifespan.startup())
         loop.run_until_complete(_drive(app, 2000, args.per_turn))  # warm caches, label children
         runs = [
             loop.run_until_complete(_drive(app, args.requests, args.per_turn))
             for _ in range(args.repeats)
         ]
+        loop.run_until_complete(lifespan.shutdown())
     finally:
         loop.close()
     args.out.write_text(json.dumps({"cpu_us": statistics.median(runs), "runs": runs}))

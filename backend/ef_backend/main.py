@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from ef_common.heap import freeze_startup_heap
 from ef_common.logging import configure_logging
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -43,6 +44,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     service = SpeechService(settings=settings)
     await service.start()
     app.state.speech = service
+    freeze_startup_heap()  # what lives as long as the process leaves the collector's scans
     log.info("ef_backend started", extra={"tts_url": settings.tts_url, "version": settings.version})
     try:
         yield

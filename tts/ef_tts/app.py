@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ef_common.asgi import RequestContextMiddleware
+from ef_common.heap import freeze_startup_heap
 from ef_common.tracing import instrument_app
 from fastapi import FastAPI
 
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None, runtime: EngineRuntime | None =
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.start_loading()
+        freeze_startup_heap()  # what lives as long as the process leaves the collector's scans
         try:
             yield
         finally:
