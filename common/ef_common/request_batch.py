@@ -24,6 +24,7 @@ import weakref
 from asyncio import AbstractEventLoop
 from asyncio import _get_running_loop as _running_loop
 from collections.abc import Callable
+from threading import get_ident as _thread_id
 from typing import Generic, NamedTuple, TypeVar
 
 __all__ = ["LoopBatch", "RequestRecord", "flush_pending"]
@@ -65,7 +66,9 @@ _live: weakref.WeakSet[LoopBatch[object]] = weakref.WeakSet()
 class LoopBatch(Generic[T]):
     """Collects items on the request path; ``process`` gets them as a list after this loop turn.
 
-    ``add`` is an ``append`` plus, once per turn, a ``call_soon``. ``flush`` may run in any
+    ``add`` is an ``append`` plus, once per turn, a ``call_soon``; while a flush waits on the
+    loop running in the caller's thread, it does not even ask asyncio for the running loop
+    (which costs a ``getpid()`` system call, for a check against forks). ``flush`` may run in any
     thread (a scrape, ``atexit``); a lock keeps two flushes from processing the same items, and
     ``process`` is never called with an empty list.
     """
@@ -74,18 +77,23 @@ class LoopBatch(Generic[T]):
         self._process = process
         self._items: list[T] = []
         self._lock = threading.Lock()
-        #: the loop on which a flush is scheduled (None: none is)
-        self._scheduled: AbstractEventLoop | None = None
+        #: the loop on which a flush is scheduled and the thread that scheduled it (None: none is)
+        self._scheduled: tuple[AbstractEventLoop, int] | None = None
         _live.add(self)  # type: ignore[arg-type]
 
     def add(self, item: T) -> None:
         self._items.append(item)
+        scheduled = self._scheduled
+        if scheduled is not None and scheduled[1] == _thread_id() and scheduled[0].is_running():
+            # This thread scheduled the flush on the loop it is running now (a thread runs one
+            # loop at a time), and the flush has not run (it clears _scheduled first).
+            return
         loop = _running_loop()
         if loop is None:  # not in an event loop (a synchronous caller): no turn to wait for
             self.flush()
-        elif loop is not self._scheduled:
+        elif scheduled is None or loop is not scheduled[0]:
             # First item this turn, or the loop that was to flush has gone: flush after it.
-            self._scheduled = loop
+            self._scheduled = (loop, _thread_id())
             loop.call_soon(self._flush_scheduled)
 
     def _flush_scheduled(self) -> None:

@@ -56,6 +56,59 @@ def test_a_loop_that_stops_before_its_turn_loses_nothing() -> None:
     assert batches == [[1, 2]]
 
 
+def test_a_stopped_loop_that_is_not_closed_holds_nothing_back() -> None:
+    """Its flush is still pending: items of a later loop in the same thread do not wait for
+    it, and a synchronous caller processes everything at once."""
+    batches: list[list[int]] = []
+    batch = LoopBatch(batches.append)
+    first = asyncio.new_event_loop()
+
+    async def add_and_stop() -> None:
+        batch.add(1)
+        first.stop()
+
+    first.create_task(add_and_stop())
+    first.run_forever()  # stopped, not closed: its scheduled flush stays queued
+    second = asyncio.new_event_loop()
+
+    async def add_and_yield(number: int) -> None:
+        batch.add(number)
+        await asyncio.sleep(0)
+
+    second.run_until_complete(add_and_yield(2))
+    assert batches == [[1, 2]]
+    batch.add(3)  # no loop running now
+    assert batches == [[1, 2], [3]]
+    second.run_until_complete(add_and_yield(4))
+    assert batches == [[1, 2], [3], [4]]
+    first.close()
+    second.close()
+
+
+async def test_a_flush_pending_on_another_threads_loop_does_not_hold_ours() -> None:
+    """Two event loops in two threads: each item is flushed after a turn of its own loop,
+    even while the other loop (blocked here) has a flush of its own waiting."""
+    batches: list[list[str]] = []
+    batch = LoopBatch(batches.append)
+    added, release = threading.Event(), threading.Event()
+
+    async def add_then_block() -> None:
+        batch.add("other thread")
+        added.set()
+        release.wait(10)  # blocks that loop: its scheduled flush cannot run
+
+    other = threading.Thread(target=asyncio.run, args=(add_then_block(),))
+    other.start()
+    assert added.wait(10)
+    batch.add("this thread")
+    await asyncio.sleep(0)
+    flushed_here = [list(b) for b in batches]  # before the other loop may run again
+    release.set()
+    other.join(10)
+    assert flushed_here == [["other thread", "this thread"]]
+    assert batches == flushed_here, "the other loop's flush finds nothing left"
+
+
 async def test_a_flush_from_another_thread_takes_each_item_once() -> None:
     """What a scrape does (it runs in a worker thread): pending items, then nothing twice."""
     batches: list[list[int]] = []
