@@ -67,8 +67,9 @@ def test_a_stopped_loop_that_is_not_closed_holds_nothing_back() -> None:
         batch.add(1)
         first.stop()
 
-    first.create_task(add_and_stop())
+    task = first.create_task(add_and_stop())
     first.run_forever()  # stopped, not closed: its scheduled flush stays queued
+    assert task.done() and not first.is_closed()
     second = asyncio.new_event_loop()
 
     async def add_and_yield(number: int) -> None:
