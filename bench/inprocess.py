@@ -57,7 +57,8 @@ async def _drive(app: Any, requests: int, per_turn: int) -> float:
     started = time.process_time()
     for done in range(0, requests, per_turn):
         for _ in range(min(per_turn, requests - done)):
-            await app(dict(SCOPE), receive, send)
+            # Each request gets its own copy of the lifespan state, as uvicorn gives it.
+            await app({**SCOPE, "state": SCOPE["state"].copy()}, receive, send)
         # Then one turn of the event loop, as a server under load makes after answering the
         # requests that were ready: the work deferred to the end of the turn runs, and the
         # select() releases the GIL, so other threads (the span exporter) run as they would

@@ -24,8 +24,10 @@ def create_app(settings: Settings | None = None, runtime: EngineRuntime | None =
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        runtime.start_loading()
+        # Before the model starts loading in its thread: what is frozen does not depend on how
+        # far that load has got (a half-built model must stay collectable if loading fails).
         freeze_startup_heap()  # what lives as long as the process leaves the collector's scans
+        runtime.start_loading()
         try:
             yield
         finally:
