@@ -4,13 +4,13 @@ After start-up a service holds some 130,000 container objects (modules, the app 
 pydantic models, SQLAlchemy metadata) that never become garbage. Python's cyclic collector
 scans all of them in every full collection, and full collections come more often when requests
 keep objects alive for a while: finished spans wait up to a batch (512) in the export queue,
-get promoted, and then make the collector walk the whole heap, about 75 ms each on the
+get promoted, and then make the collector walk the whole heap, about 80 ms each on the
 benchmark machine (``docs/performance.md``). ``gc.freeze()`` moves everything alive at the end
 of start-up into the permanent generation, which the collector never scans; garbage made
 later is collected as before.
 
 The same pattern large Python web services use (the ``gc.freeze`` documentation describes it for
-pre-fork servers); here it runs once per process, in the app's lifespan, after start-up.
+pre-fork servers); here it runs once per process, from the app's lifespan.
 """
 
 from __future__ import annotations
@@ -27,12 +27,9 @@ _lock = threading.Lock()
 _frozen = False
 
 
-def freeze_startup_heap() -> int:
+def freeze_startup_heap() -> None:
     """Collect once, then freeze every object alive now; only the first call in a process
-    does anything (later apps in the same process, as in tests, add nothing).
-
-    Returns the number of objects in the permanent generation afterwards.
-    """
+    does anything (later apps in the same process, as in tests, add nothing)."""
     global _frozen
     with _lock:
         if not _frozen:
@@ -40,4 +37,3 @@ def freeze_startup_heap() -> int:
             gc.collect()  # garbage of the start-up itself must not be frozen with the rest
             gc.freeze()
             log.debug("start-up heap frozen", extra={"gc_frozen_objects": gc.get_freeze_count()})
-        return gc.get_freeze_count()
