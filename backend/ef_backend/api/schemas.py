@@ -7,6 +7,7 @@ shows them; the limits an operator configures (`EF_MAX_TEXT_CHARS`, `EF_MIN_SPEE
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -140,6 +141,39 @@ def job_public(job: Job) -> JobPublic:
         started_at=job.started_at,
         finished_at=job.finished_at,
         links=job_links(job.id),
+    )
+
+
+class JobAdminPublic(JobPublic):
+    """A job as the admin API shows it: also who asked, which worker holds it and until when."""
+
+    client: str
+    engine: str
+    model: str
+    worker_id: str | None
+    lease_until: datetime | None
+    audio_seconds: float | None
+
+
+class JobsAdminPublic(BaseModel):
+    """A page of jobs for the admin API."""
+
+    data: list[JobAdminPublic]
+    count: int
+    limit: int
+    offset: int
+
+
+def job_admin(job: Job) -> JobAdminPublic:
+    """What the admin API shows of a job (still never its text)."""
+    return JobAdminPublic(
+        **job_public(job).model_dump(),
+        client=job.client,
+        engine=job.engine,
+        model=job.model,
+        worker_id=job.worker_id,
+        lease_until=job.lease_until,
+        audio_seconds=job.audio_seconds,
     )
 
 

@@ -166,3 +166,40 @@ def test_cache_purge(backend: Server) -> None:
         assert purged.json()["removed"] >= 1
         assert client.get("/api/admin/cache").json()["entries"] == 0
         assert client.post("/api/v1/speech", json={"text": text}).headers["x-ef-cache"] == "miss"
+
+
+def test_admin_lists_shows_and_cancels_jobs_of_every_client(backend: Server) -> None:
+    with client_for(backend) as client:
+        done = client.post("/api/v1/jobs", json={"text": unique_text("Admin lists this")}).json()
+        wait_job(client, done["id"])
+        listed = client.get("/api/admin/jobs", params={"status": "succeeded", "limit": 200})
+        assert listed.status_code == 200, listed.text
+        page = listed.json()
+        assert page["limit"] == 200 and page["offset"] == 0
+        assert {j["status"] for j in page["data"]} == {"succeeded"}
+        mine = next(j for j in page["data"] if j["id"] == done["id"])
+        assert mine["client"] == "anonymous"
+        assert str(mine["worker_id"]).count(":") == 3  # host:pid:token:index of who ran it
+        assert mine["lease_until"] is None
+        assert mine["audio_seconds"] > 0
+        assert "text" not in mine and mine["text_chars"] == len(unique_text("Admin lists this"))
+
+        shown = client.get(f"/api/admin/jobs/{done['id']}")
+        assert shown.status_code == 200
+        assert shown.json()["id"] == done["id"] and shown.json()["engine"] == "piper"
+
+        refused = client.delete(f"/api/admin/jobs/{done['id']}")
+        assert refused.status_code == 409
+        assert str(error_of(refused)["message"]) == (
+            f"Job {done['id']} is succeeded; only a queued job can be cancelled."
+        )
+        missing = client.get("/api/admin/jobs/" + "0" * 32)
+        assert missing.status_code == 404
+        assert client.get("/api/admin/jobs", params={"status": "lost"}).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/api/admin/jobs", "/api/admin/jobs/" + "0" * 32])
+def test_admin_job_routes_denied_from_another_address(backend: Server, path: str) -> None:
+    with _from("127.0.0.2", backend) as client:
+        assert client.get(path).status_code == 403
+        assert client.delete("/api/admin/jobs/" + "0" * 32).status_code == 403
