@@ -7,7 +7,7 @@ VENV := .venv
 COQUI_VENV := .venv-coqui
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml
+APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml postgresql
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate
@@ -32,7 +32,7 @@ system-deps: .stamp-system-deps
 venv: $(VENV)/.installed
 $(VENV)/.installed: common/pyproject.toml backend/pyproject.toml tts/pyproject.toml monitoring/disk-exporter/pyproject.toml requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e common -e backend -e 'tts[piper]' -e monitoring/disk-exporter -r requirements-dev.txt
+	$(PIP) install -q -e common -e 'backend[postgres]' -e 'tts[piper]' -e monitoring/disk-exporter -r requirements-dev.txt
 	@touch $@
 
 # Coqui lives in its own environment: torch alone is several GB and the backend never imports it.
