@@ -30,9 +30,9 @@ system-deps: .stamp-system-deps
 	@touch $@
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: common/pyproject.toml backend/pyproject.toml tts/pyproject.toml monitoring/disk-exporter/pyproject.toml requirements-dev.txt
+$(VENV)/.installed: common/pyproject.toml backend/pyproject.toml tts/pyproject.toml monitoring/disk-exporter/pyproject.toml monitoring/healthcheck/pyproject.toml requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e common -e 'backend[postgres]' -e 'tts[piper]' -e monitoring/disk-exporter -r requirements-dev.txt
+	$(PIP) install -q -e common -e 'backend[postgres]' -e 'tts[piper]' -e monitoring/disk-exporter -e monitoring/healthcheck -r requirements-dev.txt
 	@touch $@
 
 # Coqui lives in its own environment: torch alone is several GB and the backend never imports it.
@@ -64,7 +64,8 @@ test-fast: system-deps venv node-tools
 lint: venv node-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check backend tts common monitoring tests bench
-	$(VENV)/bin/mypy backend/ef_backend tts/ef_tts common/ef_common monitoring/disk-exporter/ef_disk_exporter
+	$(VENV)/bin/mypy backend/ef_backend tts/ef_tts common/ef_common monitoring/disk-exporter/ef_disk_exporter \
+		monitoring/healthcheck/ef_healthcheck
 	$(VENV)/bin/mypy --explicit-package-bases -p monitoring.mixin
 	$(PY) -m monitoring.mixin --check
 	$(PY) -m pytest -q tests/test_delivery_lint.py

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ef_backend import healthcheck
+import ef_healthcheck
 
 from monitoring.mixin import config
 from monitoring.mixin.render import drift, outputs, write
@@ -32,8 +32,8 @@ def test_every_output_is_generated_with_the_header() -> None:
 
 def test_healthcheck_defaults_are_the_alert_thresholds() -> None:
     """The cron fallback and Prometheus agree on when disk and database are a problem."""
-    assert healthcheck.DEFAULT_DISK_MAX_RATIO == config.DISK_USED_WARNING
-    assert healthcheck.DEFAULT_DB_MAX_BYTES == config.DB_SIZE_MAX_BYTES
+    assert ef_healthcheck.DEFAULT_DISK_MAX_RATIO == config.DISK_USED_WARNING
+    assert ef_healthcheck.DEFAULT_DB_MAX_BYTES == config.DB_SIZE_MAX_BYTES
 
 
 def test_thresholds_appear_in_the_rules() -> None:

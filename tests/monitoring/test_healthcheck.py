@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ef_healthcheck.__main__ import settings_from
 
 from tests.monitoring.support import SmtpSink, start_backend, text_body
 from tests.utils.procs import VENV_BIN, Server, free_port, make_env
@@ -149,9 +150,31 @@ def test_wrong_password_is_reported(tmp_path: Path, smtp: SmtpSink) -> None:
     [
         ("--smtp-host", "EF_SMTP_HOST (--smtp-host) is not set"),
         ("--to", "EF_ALERT_EMAIL_TO (--to) is not set"),
+        ("--disk-max-ratio", "EF_HEALTHCHECK_DISK_MAX_RATIO: Input should be less than or equal"),
     ],
 )
 def test_missing_settings_exit_2_naming_them(tmp_path: Path, drop: str, message: str) -> None:
-    result = _run(tmp_path, "http://127.0.0.1:1", 25, drop, "")
+    value = "1.5" if drop == "--disk-max-ratio" else ""
+    result = _run(tmp_path, "http://127.0.0.1:1", 25, drop, value)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_variables_are_read_by_their_full_name_and_flags_win(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``EF_*`` variables configure a run, a flag overrides its variable, and a bare name that
+    another program may set (``SMTP_HOST``) is not read."""
+    monkeypatch.setenv("EF_SMTP_HOST", "smtp.from-env.test")
+    monkeypatch.setenv("EF_ALERT_EMAIL_TO", "a@echoforge.test, b@echoforge.test")
+    monkeypatch.setenv("EF_ALERT_EMAIL_FROM", "echoforge@echoforge.test")
+    monkeypatch.setenv("EF_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("EF_SMTP_STARTTLS", "false")
+    monkeypatch.setenv("SMTP_PORT", "2525")
+    settings = settings_from(["--smtp-host", "smtp.from-flag.test", "--disk-path", "/a"])
+    assert settings.smtp_host == "smtp.from-flag.test"
+    assert settings.smtp_port == 587
+    assert settings.mail_to == ("a@echoforge.test", "b@echoforge.test")
+    assert settings.smtp_starttls is False
+    assert settings.checked_disks == (Path("/a"),)
+    assert settings.state_path == tmp_path / "healthcheck.state.json"
