@@ -17,11 +17,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from ef_backend.api.routes import admin, health, jobs, openai, speech, voices
+from ef_backend.api.routes import admin, health, jobs, limits, openai, pages, speech, voices
 from ef_backend.core.config import Settings, get_settings
 from ef_backend.core.db import migrate
 from ef_backend.core.errors import install_error_handlers
 from ef_backend.core.ratelimit import RateLimiter
+from ef_backend.core.recent_errors import install_recent_errors
 from ef_backend.observability.setup import SERVICE_NAME, install
 from ef_backend.services.speech import SpeechService
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: the environment's ``EF_*``)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, service=SERVICE_NAME)
+    install_recent_errors()  # for the admin page's recent errors
     app = FastAPI(
         title="EchoForge",
         summary="Self-hosted text-to-speech: speech API, job queue, audio cache.",
@@ -81,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.speech = None
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     install_error_handlers(app)
-    for module in (speech, jobs, voices, openai, admin, health):
+    for module in (speech, jobs, voices, limits, openai, admin, health, pages):
         app.include_router(module.router)
     install(app, settings, lambda: app.state.speech)
     _mount_frontend(app, settings)

@@ -138,6 +138,10 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     links: JobLinks
+    queue_position: int | None = Field(
+        default=None,
+        description="While queued: jobs ahead of this one plus one (GET of one job only).",
+    )
 
 
 class JobsPublic(BaseModel):

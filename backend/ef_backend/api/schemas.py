@@ -301,3 +301,48 @@ class OpenAIErrorDetail(BaseModel):
 
 class OpenAIErrorResponse(BaseModel):
     error: OpenAIErrorDetail
+
+
+class LimitsPublic(BaseModel):
+    """What this server accepts, so that clients (the web page) need not hard-code it."""
+
+    max_text_chars: int = Field(description="EF_MAX_TEXT_CHARS.")
+    min_speed: float = Field(description="EF_MIN_SPEED.")
+    max_speed: float = Field(description="EF_MAX_SPEED.")
+    formats: list[AudioFormat] = Field(description="Every audio format of the API.")
+    stream_formats: list[AudioFormat] = Field(description="The formats `stream: true` accepts.")
+    api_key_required: bool = Field(description="True when EF_API_KEYS is set.")
+
+
+class CacheHitRatioPublic(BaseModel):
+    """Audio cache lookups since the process (or all its workers) started."""
+
+    hits: int
+    misses: int
+    ratio: float | None = Field(description="hits / (hits + misses); null before any lookup.")
+
+
+class AdminLinksPublic(BaseModel):
+    """Monitoring UIs and runbooks, as configured (null when not set)."""
+
+    grafana: str | None
+    prometheus: str | None
+    alertmanager: str | None
+    runbooks: str | None
+
+
+class RecentErrorPublic(BaseModel):
+    """One warning or error this process logged."""
+
+    time: float = Field(description="Unix time.")
+    level: str
+    logger: str
+    message: str
+    request_id: str | None
+
+
+class RecentErrorsPublic(BaseModel):
+    """The newest warnings and errors of the worker that answered, newest first."""
+
+    data: list[RecentErrorPublic]
+    count: int

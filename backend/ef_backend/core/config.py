@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         default=120, ge=0, description="requests per minute per client; 0 = off"
     )
 
+    # Links on the admin page (shown only when set)
+    grafana_url: str = ""
+    prometheus_url: str = ""
+    alertmanager_url: str = ""
+    runbooks_url: str = ""
+
     # Build identity, set by the image build
     version: str = "0.1.0"
     commit: str = "unknown"

@@ -379,6 +379,15 @@ class JobQueue:
         with self._sessions() as own:
             return int(own.exec(query).one())
 
+    def position(self, job: Job) -> int:
+        """1 for the next queued job a worker claims (claim order: created_at, then id)."""
+        ahead = (col(Job.created_at) < job.created_at) | (
+            (col(Job.created_at) == job.created_at) & (col(Job.id) < job.id)
+        )
+        query = select(func.count()).select_from(Job).where(col(Job.status) == JobStatus.queued)
+        with self._sessions() as session:
+            return int(session.exec(query.where(ahead)).one()) + 1
+
     def stats(self) -> dict[str, object]:
         """Counts by status and the age of the oldest queued job (one grouped query each)."""
         with self._sessions() as session:

@@ -14,19 +14,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from ef_backend.api.deps import SpeechDep, admin_only, rate_limit
+from ef_backend.api.deps import SettingsDep, SpeechDep, admin_only, rate_limit
 from ef_backend.api.responses import errors
 from ef_backend.api.routes.jobs import JobId
 from ef_backend.api.schemas import (
+    AdminLinksPublic,
+    CacheHitRatioPublic,
     CachePurged,
     CacheStatsPublic,
     JobAdminPublic,
     JobsAdminPublic,
     QueueStatsPublic,
+    RecentErrorPublic,
+    RecentErrorsPublic,
     job_admin,
     job_public,
 )
+from ef_backend.core.recent_errors import install_recent_errors
 from ef_backend.models import JobPublic, JobsPublic, JobStatus
+from ef_backend.observability.exposition import scrape_registry
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +145,50 @@ def purge_cache(speech: SpeechDep) -> CachePurged:
     removed = speech.purge_cache()
     log.info("admin purged the audio cache: %d entries", removed)
     return CachePurged(removed=removed)
+
+
+@router.get(
+    "/cache/hit-ratio",
+    response_model=CacheHitRatioPublic,
+    summary="Audio cache hit ratio",
+    description="Lookups that found audio, since the process (all its workers) started.",
+    responses=errors(403, 429),
+)
+def cache_hit_ratio() -> CacheHitRatioPublic:
+    registry = scrape_registry()
+    name = "ef_audio_cache_requests_total"
+    hits = int(registry.get_sample_value(name, {"result": "hit"}) or 0)
+    misses = int(registry.get_sample_value(name, {"result": "miss"}) or 0)
+    total = hits + misses
+    return CacheHitRatioPublic(hits=hits, misses=misses, ratio=hits / total if total else None)
+
+
+@router.get(
+    "/links",
+    response_model=AdminLinksPublic,
+    summary="Monitoring links",
+    description="EF_GRAFANA_URL, EF_PROMETHEUS_URL, EF_ALERTMANAGER_URL, EF_RUNBOOKS_URL.",
+    responses=errors(403, 429),
+)
+def links(settings: SettingsDep) -> AdminLinksPublic:
+    return AdminLinksPublic(
+        grafana=settings.grafana_url or None,
+        prometheus=settings.prometheus_url or None,
+        alertmanager=settings.alertmanager_url or None,
+        runbooks=settings.runbooks_url or None,
+    )
+
+
+@router.get(
+    "/errors",
+    response_model=RecentErrorsPublic,
+    summary="Recent warnings and errors",
+    description="The newest log records at WARNING or above of the worker that answers.",
+    responses=errors(403, 422, 429),
+)
+def recent_errors(limit: Annotated[int, Query(ge=1, le=100)] = 50) -> RecentErrorsPublic:
+    entries = install_recent_errors().newest(limit)
+    return RecentErrorsPublic(
+        data=[RecentErrorPublic.model_validate(e, from_attributes=True) for e in entries],
+        count=len(entries),
+    )

@@ -93,7 +93,11 @@ def list_jobs(
     responses=errors(401, 404, 422, 429),
 )
 def get_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
-    return job_public(speech.get_job(job_id))
+    job = speech.get_job(job_id)
+    public = job_public(job)
+    if job.status is JobStatus.queued:
+        public.queue_position = speech.queue.position(job)
+    return public
 
 
 @router.get(

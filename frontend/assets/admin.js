@@ -1,0 +1,342 @@
+// The admin page: engine and health checks, the live queue, failed jobs (retry), waiting jobs
+// (cancel), the audio cache (purge after a confirmation), recent errors and monitoring links.
+// Everything comes from /health* and /api/admin/*; it refreshes every few seconds while the
+// tab is visible. The backend (and the proxy) serve a 403 page instead of this one to addresses
+// outside EF_ADMIN_CIDRS; should this page be opened anyway, the first 403 replaces it with the
+// same explanation.
+import { ApiError, el, formatBytes, formatNumber, formatSeconds, formatTime, getJSON } from "./common.js";
+
+const REFRESH_MS = 5000;
+const $ = (id) => document.getElementById(id);
+const statusEl = $("status");
+const errorEl = $("error");
+const updated = $("updated");
+const pauseButton = $("pause");
+const purgeDialog = $("purge-dialog");
+
+const state = { paused: false, timer: null, cache: null, forbidden: false };
+
+function say(message) {
+  statusEl.textContent = message;
+}
+
+function showError(message) {
+  errorEl.replaceChildren(el("strong", {}, "Action failed. "), message);
+  errorEl.hidden = false;
+}
+
+function badge(status) {
+  const label = { ok: "OK", warn: "warning", fail: "failing", degraded: "degraded" }[status] || status;
+  return el("span", { class: `badge ${status === "degraded" ? "warn" : status}` }, label);
+}
+
+function stat(term, value) {
+  return el("div", {}, el("dt", {}, term), el("dd", {}, value));
+}
+
+function shortId(id) {
+  return id.length > 12 ? `${id.slice(0, 8)}…` : id;
+}
+
+function age(iso) {
+  return formatSeconds(Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000));
+}
+
+/** Re-render a container without losing the keyboard focus of a control with a data-key. */
+function render(container, children) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? active.dataset.key : null;
+  container.replaceChildren(...children);
+  if (key) {
+    const again = container.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    if (again) again.focus();
+  }
+}
+
+/** The 403 explanation, if this page was opened from outside EF_ADMIN_CIDRS anyway. */
+function forbidden(error) {
+  state.forbidden = true;
+  clearTimeout(state.timer);
+  document.title = "403: admin page not available here · EchoForge";
+  document.querySelector("main").replaceChildren(
+    el(
+      "section",
+      { class: "card" },
+      el("h2", {}, "403: the admin page is not open to your address"),
+      el("p", {}, error.message),
+      el("p", {}, "Open this page from a device on the admin network, or ask the operator to add your address to EF_ADMIN_CIDRS."),
+      el("p", {}, el("a", { href: "/" }, "Go to the speech page"), ": it is open to everyone."),
+    ),
+  );
+}
+
+async function healthOf(path) {
+  // /health answers 503 with the same body when a check fails: that is data, not an error.
+  const response = await fetch(path, { cache: "no-store" });
+  if (response.status !== 200 && response.status !== 503) {
+    throw new ApiError(response.status, `http_${response.status}`, `${path} answered ${response.status}`);
+  }
+  return response.json();
+}
+
+function renderHealth(health, ready) {
+  const engine = health.checks.engine || { status: "fail", detail: {} };
+  const detail = engine.detail || {};
+  render($("engine"), [
+    stat("Engine", badge(engine.status)),
+    stat("Overall", badge(health.status)),
+    stat("Engine name", `${detail.engine || "?"}`),
+    stat("Model", `${detail.model || "?"}${detail.model_loaded ? "" : " (not loaded)"}`),
+    stat("Reachable", detail.reachable ? "yes" : "no"),
+    stat("Sample latency", detail.latency_ms === null || detail.latency_ms === undefined ? "n/a" : `${formatNumber(detail.latency_ms)} ms`),
+    stat("Version", `${health.version} (${health.commit})`),
+  ]);
+  const rows = [];
+  for (const [source, body] of [["/health", health], ["/health/ready", ready]]) {
+    for (const [name, check] of Object.entries(body.checks)) {
+      const extra = Object.entries(check.detail || {})
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(", ");
+      rows.push(
+        el(
+          "tr",
+          {},
+          el("th", { scope: "row" }, name, el("span", { class: "hint" }, ` ${source}`)),
+          el("td", {}, badge(check.status)),
+          el("td", {}, `${formatNumber(check.duration_ms)} ms`),
+          el("td", { class: "wrap" }, [check.error, extra].filter(Boolean).join(" · ") || "—"),
+        ),
+      );
+    }
+  }
+  render($("checks"), rows);
+}
+
+function renderQueue(queue) {
+  render($("queue"), [
+    stat("Queued", `${formatNumber(queue.queued)} of ${formatNumber(queue.max)}`),
+    stat("Running", `${formatNumber(queue.running)} (${queue.concurrency} at once)`),
+    stat("Oldest queued", queue.queued ? formatSeconds(queue.oldest_queued_age_s) : "none"),
+    stat("Succeeded", formatNumber(queue.counts.succeeded || 0)),
+    stat("Failed", formatNumber(queue.counts.failed || 0)),
+    stat("Cancelled", formatNumber(queue.counts.cancelled || 0)),
+  ]);
+}
+
+function renderActive(queued, running) {
+  const jobs = [...running.data, ...queued.data].sort((a, b) => a.created_at.localeCompare(b.created_at));
+  $("active-empty").hidden = jobs.length > 0;
+  $("active-table").hidden = jobs.length === 0;
+  render(
+    $("active"),
+    jobs.map((job) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, el("code", { title: job.id }, shortId(job.id))),
+        el("td", {}, job.status),
+        el("td", {}, age(job.created_at)),
+        el(
+          "td",
+          { class: "wrap" },
+          job.status === "running" ? `sentence ${job.sentences_done} of ${job.sentences_total}` : job.error || "waiting",
+        ),
+        el(
+          "td",
+          {},
+          job.status === "queued"
+            ? el(
+                "button",
+                { type: "button", class: "small", "data-key": `cancel:${job.id}`, "aria-label": `Cancel job ${shortId(job.id)}`, onclick: () => cancelJob(job.id) },
+                "Cancel",
+              )
+            : "—",
+        ),
+      ),
+    ),
+  );
+}
+
+function renderFailed(failed) {
+  $("failed-empty").hidden = failed.data.length > 0;
+  $("failed-table").hidden = failed.data.length === 0;
+  render(
+    $("failed"),
+    failed.data.map((job) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, el("code", { title: job.id }, shortId(job.id))),
+        el("td", {}, job.finished_at ? formatTime(new Date(job.finished_at)) : "—"),
+        el("td", { class: "wrap" }, el("strong", {}, job.error_reason || "failed"), job.error ? `: ${job.error}` : ""),
+        el("td", {}, String(job.attempts)),
+        el(
+          "td",
+          {},
+          el(
+            "button",
+            { type: "button", class: "small", "data-key": `retry:${job.id}`, "aria-label": `Retry job ${shortId(job.id)}`, onclick: () => retryJob(job.id) },
+            "Retry",
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function renderCache(cache, ratio) {
+  state.cache = cache;
+  const share = cache.max_bytes ? ` of ${formatBytes(cache.max_bytes)}` : "";
+  render($("cache"), [
+    stat("Entries", formatNumber(cache.entries)),
+    stat("Size", `${formatBytes(cache.size_bytes)}${share}`),
+    stat("Hit ratio", ratio.ratio === null ? "no lookups yet" : `${(ratio.ratio * 100).toFixed(1)} %`),
+    stat("Hits / misses", `${formatNumber(ratio.hits)} / ${formatNumber(ratio.misses)}`),
+    stat("Evictions", formatNumber(cache.evictions)),
+  ]);
+  $("purge").disabled = cache.entries === 0;
+}
+
+function renderErrors(errors) {
+  $("errors-empty").hidden = errors.data.length > 0;
+  $("errors-table").hidden = errors.data.length === 0;
+  render(
+    $("errors"),
+    errors.data.map((entry) =>
+      el(
+        "tr",
+        {},
+        el("td", {}, formatTime(new Date(entry.time * 1000))),
+        el("td", {}, badge(entry.level === "WARNING" ? "warn" : "fail"), ` ${entry.level.toLowerCase()}`),
+        el("td", {}, el("code", {}, entry.logger)),
+        el("td", { class: "wrap" }, entry.message, entry.request_id ? el("span", { class: "hint" }, ` (request ${entry.request_id})`) : ""),
+      ),
+    ),
+  );
+}
+
+function renderLinks(links) {
+  const names = { grafana: "Grafana", prometheus: "Prometheus", alertmanager: "Alertmanager", runbooks: "Runbooks" };
+  const items = Object.entries(names)
+    .filter(([key]) => links[key])
+    .map(([key, label]) => el("li", {}, el("a", { href: links[key], rel: "noopener" }, label)));
+  render(
+    $("links"),
+    items.length
+      ? items
+      : [el("li", { class: "hint" }, "No monitoring links configured (EF_GRAFANA_URL, EF_PROMETHEUS_URL, EF_ALERTMANAGER_URL, EF_RUNBOOKS_URL).")],
+  );
+}
+
+function sectionFailed(id, error) {
+  render($(id), [el("p", { class: "hint" }, `Could not load: ${error.message}`)]);
+}
+
+async function refresh() {
+  clearTimeout(state.timer);
+  const jobs = (status) => getJSON(`/api/admin/jobs?status=${status}&limit=50`);
+  const parts = {
+    health: Promise.all([healthOf("/health"), healthOf("/health/ready")]),
+    queue: getJSON("/api/admin/queue"),
+    active: Promise.all([jobs("queued"), jobs("running")]),
+    failed: getJSON("/api/admin/jobs/failed?limit=50"),
+    cache: Promise.all([getJSON("/api/admin/cache"), getJSON("/api/admin/cache/hit-ratio")]),
+    errors: getJSON("/api/admin/errors?limit=30"),
+    links: getJSON("/api/admin/links"),
+  };
+  const names = Object.keys(parts);
+  const results = await Promise.allSettled(Object.values(parts));
+  const denied = results.find((r) => r.status === "rejected" && r.reason instanceof ApiError && r.reason.status === 403);
+  if (denied) {
+    forbidden(denied.reason);
+    return;
+  }
+  const renderers = {
+    health: ([health, ready]) => renderHealth(health, ready),
+    queue: renderQueue,
+    active: ([queued, running]) => renderActive(queued, running),
+    failed: renderFailed,
+    cache: ([cache, ratio]) => renderCache(cache, ratio),
+    errors: renderErrors,
+    links: renderLinks,
+  };
+  const targets = { health: "checks", queue: "queue", active: "active", failed: "failed", cache: "cache", errors: "errors", links: "links" };
+  results.forEach((result, index) => {
+    const name = names[index];
+    if (result.status === "fulfilled") renderers[name](result.value);
+    else sectionFailed(targets[name], result.reason);
+  });
+  updated.textContent = `Updated ${new Date().toLocaleTimeString()}; ${state.paused ? "updates paused" : `refreshes every ${REFRESH_MS / 1000} s`}.`;
+  document.documentElement.dataset.ready = "true";
+  schedule();
+}
+
+function schedule() {
+  clearTimeout(state.timer);
+  if (!state.paused && !state.forbidden) state.timer = setTimeout(refresh, REFRESH_MS);
+}
+
+async function act(label, request, done) {
+  errorEl.hidden = true;
+  try {
+    const result = await request();
+    say(done(result));
+  } catch (error) {
+    showError(`${label}: ${error.message}`);
+  }
+  await refresh();
+}
+
+function retryJob(id) {
+  return act(
+    `Retry of job ${shortId(id)}`,
+    () => getJSON(`/api/admin/jobs/${encodeURIComponent(id)}/retry`, { method: "POST" }),
+    (job) => `Job ${shortId(id)} is ${job.status} again.`,
+  ).then(() => $("failed-title").focus());
+}
+
+function cancelJob(id) {
+  return act(
+    `Cancelling job ${shortId(id)}`,
+    () => getJSON(`/api/admin/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }),
+    () => `Job ${shortId(id)} cancelled.`,
+  ).then(() => $("queue-title").focus());
+}
+
+$("purge").addEventListener("click", () => {
+  const cache = state.cache;
+  $("purge-text").textContent = cache
+    ? `This deletes all ${formatNumber(cache.entries)} cached audio files (${formatBytes(cache.size_bytes)}). Jobs keep their records; each text is synthesised again the next time it is asked for.`
+    : "This deletes every cached audio file.";
+  purgeDialog.returnValue = "";
+  purgeDialog.showModal();
+});
+purgeDialog.addEventListener("close", () => {
+  if (purgeDialog.returnValue !== "purge") {
+    say("The cache was kept.");
+    $("purge").focus();
+    return;
+  }
+  act("Purging the cache", () => getJSON("/api/admin/cache", { method: "DELETE" }), (result) => `Cache purged: ${formatNumber(result.removed)} entries removed.`).then(() =>
+    $("cache-title").focus(),
+  );
+});
+$("refresh").addEventListener("click", () => {
+  refresh();
+  say("Refreshed.");
+});
+pauseButton.addEventListener("click", () => {
+  state.paused = !state.paused;
+  pauseButton.setAttribute("aria-pressed", String(state.paused));
+  pauseButton.textContent = state.paused ? "Resume updates" : "Pause updates";
+  say(state.paused ? "Updates paused." : "Updates resumed.");
+  if (state.paused) clearTimeout(state.timer);
+  else refresh();
+});
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) clearTimeout(state.timer);
+  else if (!state.paused) refresh();
+});
+for (const id of ["failed-title", "queue-title", "cache-title"]) $(id).tabIndex = -1;
+
+refresh();
