@@ -10,6 +10,7 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from ef_backend.models import AudioFormat
+from ef_backend.services.cache import relative_path
 from ef_backend.services.speech import SpeechAudio, SpeechStream
 
 
@@ -24,13 +25,18 @@ def _headers(
     return headers
 
 
-def audio_reply(audio: SpeechAudio, fmt: AudioFormat) -> Response:
-    """The complete audio, with its cache and job headers."""
-    return Response(
-        content=audio.data,
-        media_type=audio.media_type,
-        headers=_headers(cache_hit=audio.cache_hit, job_id=audio.job_id, fmt=fmt),
-    )
+def audio_reply(audio: SpeechAudio, fmt: AudioFormat, *, accel_prefix: str = "") -> Response:
+    """The complete audio, with its cache and job headers.
+
+    With ``accel_prefix`` (EF_ACCEL_REDIRECT_PREFIX, behind ef_proxy) a cache hit is answered
+    with an empty body and ``X-Accel-Redirect``: nginx then sends the cached file itself. The
+    decision who may have the audio, and the hit count, stay here.
+    """
+    headers = _headers(cache_hit=audio.cache_hit, job_id=audio.job_id, fmt=fmt)
+    if accel_prefix and audio.cache_hit:
+        headers["X-Accel-Redirect"] = accel_prefix + relative_path(audio.cache_key, fmt)
+        return Response(content=b"", media_type=audio.media_type, headers=headers)
+    return Response(content=audio.data, media_type=audio.media_type, headers=headers)
 
 
 def stream_reply(stream: SpeechStream, fmt: AudioFormat) -> StreamingResponse:

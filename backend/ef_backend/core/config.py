@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str = ""
     cache_max_bytes: int = Field(default=1024**3, ge=0)
+    #: Behind ef_proxy: cached audio is answered with ``X-Accel-Redirect: <prefix><file>`` and
+    #: nginx sends the file from its read-only view of the cache; empty = the backend sends it.
+    accel_redirect_prefix: str = ""
 
     # Engine
     tts_url: str = "http://127.0.0.1:5002"
@@ -148,6 +151,16 @@ class Settings(BaseSettings):
                 f"EF_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}"
             )
         return level
+
+    @field_validator("accel_redirect_prefix")
+    @classmethod
+    def _check_accel_prefix(cls, value: str) -> str:
+        if value and not (value.startswith("/") and value.endswith("/")):
+            raise ValueError(
+                f"EF_ACCEL_REDIRECT_PREFIX must start and end with '/', e.g. /_ef_cache/, "
+                f"got {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_speeds(self) -> Settings:

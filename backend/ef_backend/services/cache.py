@@ -31,7 +31,7 @@ from ef_backend.observability import metrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AudioCache", "CachedAudio", "cache_key"]
+__all__ = ["AudioCache", "CachedAudio", "cache_key", "relative_path"]
 
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 _EXTENSIONS: dict[AudioFormat, str] = {
@@ -43,6 +43,7 @@ _EXTENSIONS: dict[AudioFormat, str] = {
     AudioFormat.pcm: "pcm",
 }
 _EVICT_BATCH = 64
+_FILE_MODE = 0o640
 
 
 def cache_key(
@@ -54,6 +55,13 @@ def cache_key(
         [engine, model, voice, f"{speed:.3f}", fmt, text], ensure_ascii=False, separators=(",", ":")
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def relative_path(key: str, format: AudioFormat) -> str:
+    """The file of ``key`` relative to the cache root; refuses anything but a sha256 hex key."""
+    if not _KEY.match(key):
+        raise ValueError("cache keys are sha256 hex digests")
+    return f"{key[:2]}/{key[2:4]}/{key}.{_EXTENSIONS[format]}"
 
 
 @dataclass(frozen=True)
@@ -79,9 +87,7 @@ class AudioCache:
 
     def path_for(self, key: str, format: AudioFormat) -> Path:
         """Where the file of ``key`` lives; refuses anything that is not a sha256 hex key."""
-        if not _KEY.match(key):
-            raise ValueError("cache keys are sha256 hex digests")
-        return self.root / key[:2] / key[2:4] / f"{key}.{_EXTENSIONS[format]}"
+        return self.root / relative_path(key, format)
 
     def get(self, key: str, *, record: bool = True) -> CachedAudio | None:
         """The audio under ``key``, or None. ``record`` counts the lookup in the hit/miss metric.
@@ -129,6 +135,8 @@ class AudioCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
         try:
+            # Group-readable: ef_proxy reads cached audio (X-Accel-Redirect) with the group only.
+            os.fchmod(fd, _FILE_MODE)
             with os.fdopen(fd, "wb") as tmp:
                 tmp.write(data)
                 tmp.flush()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ef_backend.core.db import SessionFactory
 from ef_backend.models import AudioFormat, CacheEntry
-from ef_backend.services.cache import AudioCache, cache_key
+from ef_backend.services.cache import AudioCache, cache_key, relative_path
 from prometheus_client import REGISTRY
 
 
@@ -55,6 +55,9 @@ def test_round_trip_and_sharded_path(cache: AudioCache, tmp_path: Path) -> None:
     path = tmp_path / "audio-cache" / k[:2] / k[2:4] / f"{k}.mp3"
     assert path.read_bytes() == b"ID3 audio bytes"
     assert cache.path_for(k, AudioFormat.mp3) == path
+    # ef_proxy sends cached files itself (X-Accel-Redirect) through the group; others: nothing.
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert relative_path(k, AudioFormat.mp3) == f"{k[:2]}/{k[2:4]}/{k}.mp3"
 
 
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "A" * 64, "abc", "g" * 64, "a" * 63 + "/"])

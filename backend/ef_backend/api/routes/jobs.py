@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from ef_backend.api.deps import CallerDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
 from ef_backend.api.replies import audio_reply
 from ef_backend.api.responses import audio_response, errors
 from ef_backend.api.schemas import SpeechBody, job_public
@@ -111,10 +111,10 @@ def get_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
         ),
     },
 )
-def get_job_audio(job_id: JobId, speech: SpeechDep) -> Response:
+def get_job_audio(job_id: JobId, speech: SpeechDep, settings: SettingsDep) -> Response:
     audio = speech.job_audio(job_id)
     job = speech.get_job(job_id)
-    return audio_reply(audio, job.format)
+    return audio_reply(audio, job.format, accel_prefix=settings.accel_redirect_prefix)
 
 
 @router.delete(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from ef_backend.api.deps import CallerDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
 from ef_backend.api.replies import audio_reply, sse_reply, stream_reply
 from ef_backend.api.responses import audio_response, errors
 from ef_backend.api.schemas import (
@@ -45,7 +45,9 @@ _CREATED = 1704067200
         **errors(400, 401, 422, 429, 502, 503, 504, openai=True),
     },
 )
-async def create_speech(body: OpenAISpeechBody, speech: SpeechDep, caller: CallerDep) -> Response:
+async def create_speech(
+    body: OpenAISpeechBody, speech: SpeechDep, caller: CallerDep, settings: SettingsDep
+) -> Response:
     request = SpeechRequest(
         text=body.input,
         voice=body.voice_id,
@@ -61,7 +63,8 @@ async def create_speech(body: OpenAISpeechBody, speech: SpeechDep, caller: Calle
         return sse_reply(await speech.synthesize(request), input_chars=len(body.input))
     if body.stream_format == "audio" and streamable:
         return stream_reply(await speech.stream(request), body.response_format)
-    return audio_reply(await speech.synthesize(request), body.response_format)
+    audio = await speech.synthesize(request)
+    return audio_reply(audio, body.response_format, accel_prefix=settings.accel_redirect_prefix)
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from ef_backend.api.deps import CallerDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
 from ef_backend.api.replies import audio_reply, stream_reply
 from ef_backend.api.responses import audio_response, errors
 from ef_backend.api.schemas import STREAM_FORMATS, SpeechStreamBody, job_links
@@ -31,7 +31,9 @@ router = APIRouter(
         **errors(400, 401, 422, 429, 502, 503, 504),
     },
 )
-async def speak(body: SpeechStreamBody, speech: SpeechDep, caller: CallerDep) -> Response:
+async def speak(
+    body: SpeechStreamBody, speech: SpeechDep, caller: CallerDep, settings: SettingsDep
+) -> Response:
     request = SpeechRequest(
         text=body.text,
         voice=body.voice or None,
@@ -55,4 +57,4 @@ async def speak(body: SpeechStreamBody, speech: SpeechDep, caller: CallerDep) ->
         if isinstance(job_id, str):
             exc.extra.setdefault("links", job_links(job_id).model_dump())
         raise
-    return audio_reply(audio, body.format)
+    return audio_reply(audio, body.format, accel_prefix=settings.accel_redirect_prefix)
