@@ -22,6 +22,7 @@ from tests.proxy.conftest import (
     Edge,
     Stack,
 )
+from tests.utils.procs import REPO
 
 pytestmark = pytest.mark.server
 
@@ -108,6 +109,21 @@ def test_admin_from_allowed_address_only(stack: Stack) -> None:
         _nginx_page(spoofed, 403, "Forbidden")
         spoofed_real_ip = c.get("/api/admin/cache", headers={"X-Real-IP": ADMIN_CLIENT})
         _nginx_page(spoofed_real_ip, 403, "Forbidden")
+
+
+def test_admin_page_from_allowed_address_only(stack: Stack) -> None:
+    admin_page = (REPO / "frontend" / "admin" / "index.html").read_text()
+    refused_page = (REPO / "frontend" / "403.html").read_text()
+    with client(stack.http, ADMIN_CLIENT) as c:
+        moved = c.get("/admin")
+        assert (moved.status_code, moved.headers["location"]) == (301, "/admin/")
+        page = c.get("/admin/")
+        assert page.status_code == 200
+        assert page.text == admin_page
+    with client(stack.http, OTHER_CLIENT) as c:
+        refused = c.get("/admin/", headers={"X-Forwarded-For": ADMIN_CLIENT})
+        assert refused.status_code == 403
+        assert refused.text == refused_page
 
 
 def test_unknown_host_names_are_refused(stack: Stack) -> None:
