@@ -60,3 +60,16 @@ def test_actionlint() -> None:
 def test_zizmor() -> None:
     result = _run(BIN / "zizmor", "--offline", *WORKFLOWS)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_shellcheck() -> None:
+    """The deploy scripts and the proxy's start-up script (POSIX sh: the image's busybox)."""
+    scripts = [
+        *sorted((REPO / "scripts").glob("*.sh")),
+        *sorted((REPO / "proxy").glob("*.envsh")),
+        REPO / "tests" / "proxy" / "render.sh",
+    ]
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is a Debian package in the Makefile's APT_PACKAGES"
+    result = _run(shellcheck, "-x", *scripts)
+    assert result.returncode == 0, result.stdout + result.stderr

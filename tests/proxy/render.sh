@@ -9,6 +9,7 @@ suffix="${NGINX_ENVSUBST_TEMPLATE_SUFFIX:-.template}"
 output_dir="${NGINX_ENVSUBST_OUTPUT_DIR:-/etc/nginx/conf.d}"
 filter="${NGINX_ENVSUBST_FILTER:-}"
 
+# shellcheck disable=SC2016,SC2046 # as in the image: ${NAME} literally, names split on purpose
 defined_envs=$(printf '${%s} ' $(awk "END { for (name in ENVIRON) { print ( name ~ /${filter}/ ) ? name : \"\" } }" < /dev/null ))
 [ -d "$template_dir" ] || exit 0
 find "$template_dir" -follow -type f -name "*$suffix" -print | while read -r template; do
