@@ -26,4 +26,5 @@ done
 
 "$VENV/bin/ef-backend" migrate
 echo "EchoForge: http://${EF_HOST:-127.0.0.1}:${EF_PORT:-8000}  (API docs at /docs)" >&2
+echo "Wyoming (Home Assistant): ${EF_WYOMING_HOST:-127.0.0.1}:${EF_WYOMING_PORT:-10200}" >&2
 "$VENV/bin/ef-backend" serve

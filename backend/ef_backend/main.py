@@ -1,7 +1,8 @@
 """`create_app()`: the FastAPI application of ef_backend.
 
 The lifespan applies the migrations, builds and starts the `SpeechService` (queue workers and the
-engine probe) and stops it gracefully on shutdown. Routes come first; the static frontend is
+engine probe) and the Wyoming listener on it (EF_WYOMING_ENABLED), and stops both gracefully on
+shutdown. Routes come first; the static frontend is
 mounted at ``/`` last, so it never shadows the API.
 """
 
@@ -25,6 +26,7 @@ from ef_backend.core.ratelimit import RateLimiter
 from ef_backend.core.recent_errors import install_recent_errors
 from ef_backend.observability.setup import SERVICE_NAME, install
 from ef_backend.services.speech import SpeechService
+from ef_backend.wyoming import WyomingListener
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +47,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     service = SpeechService(settings=settings)
     await service.start()
     app.state.speech = service
+    if settings.wyoming_enabled:
+        app.state.wyoming = WyomingListener(settings, service)
+        await app.state.wyoming.start()
     freeze_startup_heap()  # what lives as long as the process leaves the collector's scans
     log.info("ef_backend started", extra={"tts_url": settings.tts_url, "version": settings.version})
     try:
         yield
     finally:
+        if app.state.wyoming is not None:
+            await app.state.wyoming.stop()
+            app.state.wyoming = None
         await service.stop()
         app.state.speech = None
         log.info("ef_backend stopped")
@@ -81,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.speech = None
+    app.state.wyoming = None
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     install_error_handlers(app)
     for module in (speech, jobs, voices, limits, openai, admin, health, pages):

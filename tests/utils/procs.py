@@ -162,13 +162,18 @@ def start_ef_backend(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
 ) -> Server:
-    """Start ``ef-backend serve`` on loopback (a free port unless given); not yet waited for."""
+    """Start ``ef-backend serve`` on loopback (a free port unless given); not yet waited for.
+
+    The Wyoming listener is off unless ``env`` turns it on (on a free port: the default 10200
+    would be shared by every backend the tests start).
+    """
     port = port or free_port()
     full_env = {
         "EF_HOST": "127.0.0.1",
         "EF_PORT": str(port),
         "EF_DATA_DIR": str(data_dir),
         "EF_TTS_URL": tts_url,
+        "EF_WYOMING_ENABLED": "false",
         **(env or {}),
     }
     args = [str(VENV_BIN / "ef-backend"), "serve"]

@@ -91,11 +91,25 @@ class Settings(BaseSettings):
     alertmanager_url: str = ""
     runbooks_url: str = ""
 
+    # Wyoming (Home Assistant): docs/home-assistant.md
+    wyoming_enabled: bool = True
+    wyoming_host: str = "127.0.0.1"
+    wyoming_port: int = Field(default=10200, ge=1, le=65535)
+    #: Who may connect (Wyoming has no authentication); empty: the EF_ADMIN_CIDRS networks.
+    wyoming_cidrs: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+        default_factory=list
+    )
+    wyoming_zeroconf: bool = False
+    wyoming_zeroconf_name: str = "echoforge"
+    #: The address announced over mDNS; empty: EF_WYOMING_HOST, or this host's outgoing LAN
+    #: address when that is 0.0.0.0.
+    wyoming_zeroconf_address: str = ""
+
     # Build identity, set by the image build
     version: str = "0.1.0"
     commit: str = "unknown"
 
-    @field_validator("admin_cidrs", "trusted_proxies", mode="before")
+    @field_validator("admin_cidrs", "trusted_proxies", "wyoming_cidrs", mode="before")
     @classmethod
     def _parse_networks(cls, value: object) -> object:
         items = _split_csv(value)
@@ -172,6 +186,11 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The SQLAlchemy URL: ``EF_DATABASE_URL`` or SQLite in the data directory."""
         return self.database_url or f"sqlite:///{(self.data_dir / 'db.sqlite').resolve()}"
+
+    @property
+    def wyoming_allowed(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The networks whose clients the Wyoming listener serves."""
+        return self.wyoming_cidrs or self.admin_cidrs
 
     @property
     def cache_dir(self) -> Path:

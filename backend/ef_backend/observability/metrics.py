@@ -27,6 +27,20 @@ DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 JOB_OUTCOMES = ("succeeded", "failed", "cancelled", "retried")
 FAILURE_REASONS = ("timeout", "engine_error", "unreachable", "rejected")
 CACHE_RESULTS = ("hit", "miss")
+#: Wyoming (Home Assistant): what a client asked for, and the codes of the error events we send.
+WYOMING_REQUESTS = ("describe", "synthesize", "stream")
+WYOMING_OUTCOMES = ("ok", "error")
+WYOMING_ERROR_CODES = (
+    "invalid_input",
+    "unknown_voice",
+    "queue_full",
+    "engine_unavailable",
+    "engine_rejected",
+    "synthesis_failed",
+    "sync_timeout",
+    "job_conflict",
+    "internal_error",
+)
 #: What core/db.py labels each statement with.
 DB_OPERATIONS = ("select", "insert", "update", "delete", "other")
 
@@ -120,6 +134,46 @@ audio_cache_evictions_total = Counter(
 # ef_db_up, ef_audio_cache_writable, ef_tts_queue_depth, ef_tts_queue_max,
 # ef_tts_queue_oldest_age_seconds, ef_build_info.
 
+# Wyoming (Home Assistant), wyoming/: its own family, so the HTTP metrics keep their meaning.
+wyoming_connections_total = Counter(
+    "ef_wyoming_connections_total",
+    "Wyoming connections, by whether the client's address was allowed (EF_WYOMING_CIDRS).",
+    ["result"],
+)
+wyoming_connections_active = Gauge(
+    "ef_wyoming_connections_active", "Open Wyoming connections.", multiprocess_mode="livesum"
+)
+wyoming_requests_total = Counter(
+    "ef_wyoming_requests_total",
+    "Wyoming requests answered (describe, synthesize, streamed synthesize), by outcome.",
+    ["request", "outcome"],
+)
+wyoming_request_duration_seconds = TracedHistogram(
+    "ef_wyoming_request_duration_seconds",
+    "Time from a Wyoming synthesize (or synthesize-stop) to the end of its audio.",
+    ["request"],
+    buckets=SYNTHESIS_BUCKETS,
+)
+wyoming_first_audio_seconds = TracedHistogram(
+    "ef_wyoming_first_audio_seconds",
+    "Time from a complete sentence's text to its first audio chunk on a Wyoming connection.",
+    buckets=SYNTHESIS_BUCKETS,
+)
+wyoming_cache_requests_total = Counter(
+    "ef_wyoming_cache_requests_total",
+    "Wyoming speech requests (a synthesize, or one streamed sentence), by cache result.",
+    ["result"],
+)
+wyoming_errors_total = Counter(
+    "ef_wyoming_errors_total", "Wyoming error events sent, by code.", ["code"]
+)
+wyoming_listener_up = Gauge(
+    "ef_wyoming_listener_up",
+    "1 while the Wyoming listener accepts connections on address, 0 while it cannot bind.",
+    ["address"],
+    multiprocess_mode="livemin",
+)
+
 # Database
 db_query_duration_seconds = TracedHistogram(
     "ef_db_query_duration_seconds",
@@ -144,6 +198,17 @@ def init_label_values() -> None:
         tts_request_duration_seconds.labels(result)
     for operation in DB_OPERATIONS:
         db_query_duration_seconds.labels(operation)
+    for request in WYOMING_REQUESTS:
+        for outcome in WYOMING_OUTCOMES:
+            wyoming_requests_total.labels(request, outcome)
+        if request != "describe":
+            wyoming_request_duration_seconds.labels(request)
+    for result in ("accepted", "refused"):
+        wyoming_connections_total.labels(result)
+    for result in CACHE_RESULTS:
+        wyoming_cache_requests_total.labels(result)
+    for code in WYOMING_ERROR_CODES:
+        wyoming_errors_total.labels(code)
 
 
 __all__ = [
@@ -151,6 +216,9 @@ __all__ = [
     "DB_OPERATIONS",
     "FAILURE_REASONS",
     "JOB_OUTCOMES",
+    "WYOMING_ERROR_CODES",
+    "WYOMING_OUTCOMES",
+    "WYOMING_REQUESTS",
     "TracedHistogram",
     "audio_cache_evictions_total",
     "audio_cache_requests_total",
@@ -169,4 +237,12 @@ __all__ = [
     "tts_queue_wait_seconds",
     "tts_request_duration_seconds",
     "tts_synthesis_duration_seconds",
+    "wyoming_cache_requests_total",
+    "wyoming_connections_active",
+    "wyoming_connections_total",
+    "wyoming_errors_total",
+    "wyoming_first_audio_seconds",
+    "wyoming_listener_up",
+    "wyoming_request_duration_seconds",
+    "wyoming_requests_total",
 ]

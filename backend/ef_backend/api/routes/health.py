@@ -2,8 +2,9 @@
 
 ``/health/live``: the process answers. ``/health/ready``: it can do work (database writable,
 engine reachable, audio cache writable). ``/health``: the full picture (database, queue depth,
-engine). ``/health/tts``: the engine in detail. Each check reports its status and how long it took;
-any failed check makes the answer 503. None is rate limited or needs a key.
+engine, and the Wyoming listener when enabled: degraded, not failed, while it cannot listen,
+since HTTP still works). ``/health/tts``: the engine in detail. Each check reports its status
+and how long it took; any failed check makes the answer 503. None is rate limited or needs a key.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ef_backend.api.deps import SettingsDep, SpeechDep
@@ -27,6 +28,7 @@ from ef_backend.api.schemas import (
 )
 from ef_backend.core.config import Settings
 from ef_backend.services.speech import EngineHealth, SpeechService
+from ef_backend.wyoming import WyomingListener
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -82,6 +84,18 @@ async def _engine(speech: SpeechService, *, require_model: bool) -> ProbeResult:
     return ("ok" if ok else "fail"), health.error, detail
 
 
+async def _wyoming(listener: WyomingListener) -> ProbeResult:
+    state = listener.health()
+    detail = {
+        "address": state.address,
+        "connections": state.connections,
+        "zeroconf": state.announced,
+    }
+    if not state.listening:
+        return "warn", state.error or "not listening", detail
+    return "ok", None, detail
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
@@ -99,16 +113,22 @@ def _answer(checks: dict[str, CheckResult], settings: Settings) -> JSONResponse:
     "",
     response_model=HealthPublic,
     summary="Overall health",
-    description="API, database, queue depth and engine; 503 when the database or engine fails.",
+    description=(
+        "API, database, queue depth, engine and the Wyoming listener (when enabled); 503 when "
+        "the database or engine fails."
+    ),
     responses={**_UNHEALTHY, **errors()},
 )
-async def health(speech: SpeechDep, settings: SettingsDep) -> JSONResponse:
+async def health(request: Request, speech: SpeechDep, settings: SettingsDep) -> JSONResponse:
     checks = {
         "api": CheckResult(status="ok", duration_ms=0.0, detail={"version": settings.version}),
         "database": await _timed(lambda: _database(speech)),
         "queue": await _timed(lambda: _queue(speech, settings)),
         "engine": await _timed(lambda: _engine(speech, require_model=True)),
     }
+    listener: WyomingListener | None = request.app.state.wyoming
+    if listener is not None:
+        checks["wyoming"] = await _timed(lambda: _wyoming(listener))
     return _answer(checks, settings)
 
 
