@@ -15,6 +15,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
@@ -130,17 +133,41 @@ def alembic_config(url: str) -> Config:
 
 
 def migrate(settings: Settings | str, revision: str = "head") -> None:
-    """Bring the database schema to ``revision`` (Alembic ``upgrade``); safe to run every start."""
+    """Bring the database schema to ``revision`` (Alembic ``upgrade``); safe to run every start.
+
+    A schema newer than this code (a revision it does not know) is left as it is: that is a
+    rollback, and migrations are forward-compatible by one release (docs/release.md), so the
+    previous release runs on the current schema.
+    """
     url = settings if isinstance(settings, str) else settings.db_url
     engine = make_engine(url)
     try:
         with engine.begin() as connection:
             config = alembic_config(url)
             config.attributes["connection"] = connection
+            newer = _unknown_revisions(config, connection)
+            if newer:
+                log.warning(
+                    "database schema is newer than this code; running on it as it is",
+                    extra={"db_revisions": newer, "code_head": revision},
+                )
+                return
             command.upgrade(config, revision)
     finally:
         engine.dispose()
     log.info("database migrated", extra={"revision": revision})
+
+
+def _unknown_revisions(config: Config, connection: Any) -> list[str]:
+    """The database's revisions that this code's migration scripts do not contain."""
+    script = ScriptDirectory.from_config(config)
+    unknown = []
+    for current in MigrationContext.configure(connection).get_current_heads():
+        try:
+            script.get_revision(current)
+        except CommandError:
+            unknown.append(current)
+    return unknown
 
 
 def db_file_paths(settings: Settings) -> list[Path]:

@@ -62,6 +62,29 @@ def test_migrate_is_idempotent_and_records_the_revision(settings: Settings) -> N
         engine.dispose()
 
 
+def test_migrate_leaves_a_newer_schema_alone(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rollback: the database was migrated by a newer release. Starting must not fail (Alembic
+    alone would: it cannot find the revision) nor touch the schema."""
+    db.migrate(settings)
+    engine = db.make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+        db.migrate(settings)
+        with engine.connect() as conn:
+            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+    assert revision == "9999_from_the_future"
+    warning = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [r.getMessage() for r in warning] == [
+        "database schema is newer than this code; running on it as it is"
+    ]
+    assert warning[0].db_revisions == ["9999_from_the_future"]
+
+
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(migrated: Engine) -> None:
     with migrated.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
