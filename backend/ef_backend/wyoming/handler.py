@@ -177,24 +177,24 @@ class SpeechHandler(AsyncEventHandler):
                 await self.write_event(AudioStart(PCM_SAMPLE_RATE, _WIDTH, _CHANNELS).event())
                 await self.send_audio(stream, started)
                 await self.write_event(AudioStop().event())
-            except (EchoForgeError, OSError, ValueError) as exc:
-                if isinstance(exc, ConnectionError):
-                    raise
+            except ConnectionError:
+                raise
+            except Exception as exc:
                 await self.fail("synthesize", exc, end=AudioStop())
                 return
-        elapsed = time.perf_counter() - started
-        metrics.wyoming_requests_total.labels("synthesize", "ok").inc()
-        metrics.wyoming_request_duration_seconds.labels("synthesize").observe(elapsed)
-        log.info(
-            "wyoming synthesize",
-            extra={
-                "peer": self.peer,
-                "text_chars": len(synthesize.text),
-                "cache_hit": stream.cache_hit,
-                "job_id": stream.job_id,
-                "duration_ms": round(elapsed * 1000, 1),
-            },
-        )
+            elapsed = time.perf_counter() - started
+            metrics.wyoming_requests_total.labels("synthesize", "ok").inc()
+            metrics.wyoming_request_duration_seconds.labels("synthesize").observe(elapsed)
+            log.info(
+                "wyoming synthesize",
+                extra={
+                    "peer": self.peer,
+                    "text_chars": len(synthesize.text),
+                    "cache_hit": stream.cache_hit,
+                    "job_id": stream.job_id,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
 
     # -- shared by both kinds of request -----------------------------------------------------
 
@@ -284,16 +284,21 @@ class _TextStream:
         self._opened.put_nowait(None)
         try:
             await self._sender
+            if not self.failed:
+                elapsed = time.perf_counter() - started
+                metrics.wyoming_requests_total.labels("stream", "ok").inc()
+                metrics.wyoming_request_duration_seconds.labels("stream").observe(elapsed)
+                with trace.use_span(self.span, end_on_exit=False):
+                    log.info(
+                        "wyoming stream",
+                        extra={
+                            "peer": self.handler.peer,
+                            "text_chars": self._chars,
+                            "duration_ms": round(elapsed * 1000, 1),
+                        },
+                    )
         finally:
             self._end_span()
-        if not self.failed:
-            elapsed = time.perf_counter() - started
-            metrics.wyoming_requests_total.labels("stream", "ok").inc()
-            metrics.wyoming_request_duration_seconds.labels("stream").observe(elapsed)
-            log.info(
-                "wyoming stream",
-                extra={"peer": self.handler.peer, "text_chars": self._chars},
-            )
 
     def abandon(self) -> None:
         """The client left or started another stream: stop sending (queued jobs still finish)."""
@@ -317,16 +322,17 @@ class _TextStream:
                 await handler.send_audio(stream, completed_at)
                 await handler.write_event(AudioStop().event())
             await handler.write_event(SynthesizeStopped().event())
-        except (EchoForgeError, OSError, ValueError) as exc:
-            self.failed = True
-            self._drop_opened()
-            if isinstance(exc, ConnectionError):
-                return
-            with trace.use_span(self.span, end_on_exit=False):
-                await handler.fail("stream", exc, end=SynthesizeStopped())
         except asyncio.CancelledError:
             self._drop_opened()
             raise
+        except ConnectionError:
+            self.failed = True
+            self._drop_opened()
+        except Exception as exc:
+            self.failed = True
+            self._drop_opened()
+            with trace.use_span(self.span, end_on_exit=False):
+                await handler.fail("stream", exc, end=SynthesizeStopped())
 
     def _drop_opened(self) -> None:
         while not self._opened.empty():

@@ -8,6 +8,7 @@ shared by the module; the engine-down and port-taken cases start their own.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -36,6 +37,7 @@ from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from tests.backend.api.helpers import metric_value, unique_text
 from tests.backend.conftest import BackendFactory
+from tests.backend.observability.otlp import OtlpReceiver, ReceivedSpan
 from tests.utils.procs import Server, free_port
 
 pytestmark = pytest.mark.server
@@ -84,13 +86,24 @@ def _start(factory: BackendFactory, data_dir: Path, **env: str) -> Wyoming:
 
 
 @pytest.fixture(scope="module")
-def wyoming(backend_factory: BackendFactory, session_tmp: Path) -> Wyoming:
+def receiver() -> Iterator[OtlpReceiver]:
+    """Where the shared backend exports its traces (OTLP/HTTP)."""
+    rec = OtlpReceiver().start()
+    yield rec
+    rec.stop()
+
+
+@pytest.fixture(scope="module")
+def wyoming(backend_factory: BackendFactory, session_tmp: Path, receiver: OtlpReceiver) -> Wyoming:
     return _start(
         backend_factory,
         session_tmp / "wyoming",
         EF_WYOMING_CIDRS="127.0.0.1/32",
         EF_WYOMING_ZEROCONF="true",
         EF_WYOMING_ZEROCONF_NAME=ZEROCONF_NAME,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="200",
     )
 
 
@@ -277,6 +290,58 @@ async def test_twenty_concurrent_clients_each_get_their_own_audio(wyoming: Wyomi
     assert len(set(answers)) == 20
     for text, pcm in zip(texts, answers, strict=True):
         assert pcm == http_pcm(wyoming, text), text
+
+
+async def test_a_synthesize_is_one_trace_and_a_json_log_line(
+    wyoming: Wyoming, receiver: OtlpReceiver
+) -> None:
+    text = unique_text("Trace this announcement")
+    async with connected(wyoming) as client:
+        await synthesize(client, text)
+
+    def root_of(spans: list[ReceivedSpan]) -> ReceivedSpan | None:
+        return next(
+            (
+                s
+                for s in spans
+                if s.name == "wyoming synthesize" and s.attributes["ef.text_chars"] == len(text)
+            ),
+            None,
+        )
+
+    def arrived(spans: list[ReceivedSpan]) -> bool:
+        root = root_of(spans)
+        return root is not None and any(
+            s.name == "job.process" and s.trace_id == root.trace_id for s in spans
+        )
+
+    spans = receiver.wait_for(arrived, timeout=30)
+    root = root_of(spans)
+    assert root is not None
+    assert (root.service, root.kind, root.parent_span_id) == ("ef_backend", 2, "")
+    assert root.attributes["ef.cache_hit"] is False
+    mine = [s for s in spans if s.trace_id == root.trace_id]
+    by_id = {s.span_id: s for s in mine}
+    for span in mine:  # one tree: every span hangs off the Wyoming request
+        node = span
+        while node.span_id != root.span_id:
+            assert node.parent_span_id in by_id, f"{node.name} is cut off"
+            node = by_id[node.parent_span_id]
+    assert {"cache.lookup", "queue.wait", "job.process"} <= {s.name for s in mine}
+    assert text not in json.dumps([s.attributes for s in mine])
+
+    log_text = wyoming.backend.log_path.read_text()
+    lines = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    (logged,) = [
+        line
+        for line in lines
+        if line.get("message") == "wyoming synthesize" and line["trace_id"] == root.trace_id
+    ]
+    assert logged["peer"] == "127.0.0.1"
+    assert logged["text_chars"] == len(text)
+    assert logged["cache_hit"] is False
+    assert isinstance(logged["job_id"], str)
+    assert text not in log_text
 
 
 # --- operations ---------------------------------------------------------------------------------
