@@ -1,4 +1,4 @@
-"""``python -m ef_backend``: the same as the ``ef-backend`` command."""
+"""``python -m ef_backend``: the same as the ``ef`` command."""
 
 from __future__ import annotations
 

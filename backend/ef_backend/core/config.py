@@ -27,6 +27,14 @@ def _csv_items(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` as SQLAlchemy URLs with the psycopg 3 driver."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
 class Settings(BaseSettings):
     """All runtime configuration of the backend; one instance per process."""
 
@@ -48,6 +56,8 @@ class Settings(BaseSettings):
     #: Behind ef_proxy: cached audio is answered with ``X-Accel-Redirect: <prefix><file>`` and
     #: nginx sends the file from its read-only view of the cache; empty = the backend sends it.
     accel_redirect_prefix: str = ""
+    backup_dir: Path | None = Field(default=None, description="default: EF_DATA_DIR/backups")
+    backup_keep: int = Field(default=7, ge=1, description="backups `ef backup` keeps")
 
     # Engine
     tts_url: str = "http://127.0.0.1:5002"
@@ -184,8 +194,18 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        """The SQLAlchemy URL: ``EF_DATABASE_URL`` or SQLite in the data directory."""
-        return self.database_url or f"sqlite:///{(self.data_dir / 'db.sqlite').resolve()}"
+        """The SQLAlchemy URL: ``EF_DATABASE_URL`` or SQLite in the data directory.
+
+        A plain ``postgresql://`` (what ``psql`` and ``pg_dump`` take) means psycopg 3.
+        """
+        if not self.database_url:
+            return f"sqlite:///{(self.data_dir / 'db.sqlite').resolve()}"
+        return sqlalchemy_url(self.database_url)
+
+    @property
+    def backups_path(self) -> Path:
+        """Where ``ef backup`` writes: ``EF_BACKUP_DIR`` or ``EF_DATA_DIR/backups``."""
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def wyoming_allowed(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -30,19 +30,24 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: How long SQLite waits for a lock held by another connection before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+#: PostgreSQL ``application_name`` of the service's sessions (the ``ef`` command uses its own).
+SERVICE_APP_NAME = "ef_backend"
 _OPERATIONS = frozenset({"select", "insert", "update", "delete"})
 
 SessionFactory = Callable[[], Session]
 
 __all__ = [
     "MIGRATIONS_DIR",
+    "SERVICE_APP_NAME",
     "SessionFactory",
     "alembic_config",
     "db_file_paths",
     "is_sqlite",
     "make_engine",
+    "make_url_safe",
     "migrate",
     "session_factory",
+    "sqlite_file",
 ]
 
 
@@ -52,7 +57,8 @@ def is_sqlite(url_or_engine: str | Engine) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for in-memory and URI forms)."""
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
@@ -93,12 +99,18 @@ def _after_execute(
         )
 
 
-def make_engine(settings: Settings | str) -> Engine:
-    """An engine for ``settings.db_url`` (or a URL); queries feed ef_db_query_duration_seconds."""
+def make_engine(settings: Settings | str, *, application_name: str = SERVICE_APP_NAME) -> Engine:
+    """An engine for ``settings.db_url`` (or a URL); queries feed ef_db_query_duration_seconds.
+
+    On PostgreSQL the sessions carry ``application_name``, so that ``ef restore`` can see
+    whether a backend is still connected (``pg_stat_activity``).
+    """
     url = settings if isinstance(settings, str) else settings.db_url
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if make_url(url).get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"application_name": application_name}
     if is_sqlite(url):
-        path = _sqlite_file(url)
+        path = sqlite_file(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         # Sessions move between the event loop and worker threads (asyncio.to_thread).
@@ -170,11 +182,16 @@ def _unknown_revisions(config: Config, connection: Any) -> list[str]:
     return unknown
 
 
+def make_url_safe(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs and the operator's screen)."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def db_file_paths(settings: Settings) -> list[Path]:
     """The files of a SQLite database (db, -wal, -shm) for the size collector; [] for others."""
     if not is_sqlite(settings.db_url):
         return []
-    path = _sqlite_file(settings.db_url)
+    path = sqlite_file(settings.db_url)
     if path is None:
         return []
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
