@@ -49,7 +49,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 migrate: venv
-	$(VENV)/bin/ef-backend migrate
+	$(VENV)/bin/ef migrate
 
 run: venv
 	scripts/run-local.sh

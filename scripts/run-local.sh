@@ -24,7 +24,7 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
-"$VENV/bin/ef-backend" migrate
+"$VENV/bin/ef" migrate
 echo "EchoForge: http://${EF_HOST:-127.0.0.1}:${EF_PORT:-8000}  (API docs at /docs)" >&2
 echo "Wyoming (Home Assistant): ${EF_WYOMING_HOST:-127.0.0.1}:${EF_WYOMING_PORT:-10200}" >&2
-"$VENV/bin/ef-backend" serve
+"$VENV/bin/ef" serve

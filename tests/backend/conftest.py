@@ -1,4 +1,4 @@
-"""Backend fixtures: the real ef_backend (``ef-backend serve``) against the real Piper ef_tts.
+"""Backend fixtures: the real ef_backend (``ef serve``) against the real Piper ef_tts.
 
 ``backend`` is one server shared by the whole session (default settings, rate limit off); tests
 that need other settings start their own through ``backend_factory``, which stops every server it
@@ -23,7 +23,7 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def backend_factory(piper_tts: Server, session_tmp: Path) -> Iterator[BackendFactory]:
-    """Start ``ef-backend serve`` with ``EF_*`` overrides; waits for ``/health/ready``.
+    """Start ``ef serve`` with ``EF_*`` overrides; waits for ``/health/ready``.
 
     ``data_dir`` reuses a data directory (restart after a crash); ``ready_path`` is the path
     that must answer 200 before the server counts as started.

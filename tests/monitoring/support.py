@@ -124,7 +124,7 @@ def start_backend(
     data_dir: Path,
     env: dict[str, str] | None = None,
 ) -> Server:
-    """A real ef_backend (``ef-backend serve``) against a real ef_tts; call wait_ready."""
+    """A real ef_backend (``ef serve``) against a real ef_tts; call wait_ready."""
     return start_ef_backend(
         "ef_backend", workdir / "logs", data_dir=data_dir, tts_url=tts_url, env=env, port=port
     )

@@ -162,7 +162,7 @@ def start_ef_backend(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
 ) -> Server:
-    """Start ``ef-backend serve`` on loopback (a free port unless given); not yet waited for.
+    """Start ``ef serve`` on loopback (a free port unless given); not yet waited for.
 
     The Wyoming listener is off unless ``env`` turns it on (on a free port: the default 10200
     would be shared by every backend the tests start).
@@ -176,5 +176,5 @@ def start_ef_backend(
         "EF_WYOMING_ENABLED": "false",
         **(env or {}),
     }
-    args = [str(VENV_BIN / "ef-backend"), "serve"]
+    args = [str(VENV_BIN / "ef"), "serve"]
     return start_server(name, args, port=port, log_dir=log_dir, env=full_env)

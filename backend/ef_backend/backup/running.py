@@ -43,6 +43,11 @@ class ServiceLock:
         handle.flush()
         self._handle = handle
 
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
 
 @contextlib.contextmanager
 def exclusive(data_dir: Path) -> Iterator[bool]:

@@ -104,12 +104,13 @@ def verify(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     settings = _settings()
-    path = Path(args.file)
     if args.latest:
         found = backups_in(settings.backups_path)
         if not found:
             raise CliError(f"no backups in {settings.backups_path}", EXIT_FAILED)
         path = found[-1]
+    else:
+        path = Path(args.file)
     try:
         result = restore_backup(path, settings, stop=args.stop)
     except BackupError as exc:

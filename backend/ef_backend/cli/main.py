@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ef_common.logging import configure_logging
 
-from ef_backend.cli import files, remote, serve
+from ef_backend.cli import remote
 from ef_backend.cli.output import EXIT_CODES, EXIT_FAILED, CliError, fail
 from ef_backend.core.config import get_settings
-from ef_backend.models import JobStatus
-from ef_backend.observability.setup import SERVICE_NAME
 
-Handler = Callable[[argparse.Namespace], int]
+#: "module:function" under ef_backend.cli, imported only when that command runs (the service
+#: commands start without loading the database and server stack).
+Handler = str
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 _EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
 _SERVICE = "Talks to the running service over HTTP (admin routes: EF_ADMIN_CIDRS)."
@@ -52,13 +54,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    run = add("serve", serve.serve, "run the HTTP server (settings from EF_*)", _FILES, [])
-    serve.add_options(run)
-    add("migrate", files.migrate, "apply the database migrations and exit", _FILES, [common])
+    run = add("serve", "serve:serve", "run the HTTP server (settings from EF_*)", _FILES, [])
+    run.add_argument("--host", help="default: EF_HOST")
+    run.add_argument("--port", type=int, help="default: EF_PORT")
+    run.add_argument("--workers", type=int, help="default: EF_WORKERS")
+    add("migrate", "files:migrate", "apply the database migrations and exit", _FILES, [common])
 
     backup = add(
         "backup",
-        files.backup,
+        "files:backup",
         "back up the database (safe while the service runs), keep the newest EF_BACKUP_KEEP",
         _FILES,
         [common],
@@ -68,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     verify = add(
         "verify",
-        files.verify,
+        "files:verify",
         "check a backup: checksum, integrity, foreign keys, schema revision, row counts",
         "Reads only the file and its manifest.",
         [common],
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
     restore = add(
         "restore",
-        files.restore,
+        "files:restore",
         "verify a backup and put it in place of the database (the old one is kept aside)",
         _FILES + " Refuses while the service runs, unless --stop.",
         [common],
@@ -93,8 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION"
     )
     for name, handler, summary in (
-        ("stats", remote.cache_stats, "entries, bytes, hits and evictions of the audio cache"),
-        ("purge", remote.cache_purge, "delete every cached audio file (rebuilt on demand)"),
+        ("stats", "remote:cache_stats", "entries, bytes, hits and evictions of the audio cache"),
+        ("purge", "remote:cache_purge", "delete every cached audio file (rebuilt on demand)"),
     ):
         sub = cache.add_parser(
             name, help=summary, description=f"{summary}. {_SERVICE}", parents=[common, connection]
@@ -112,14 +116,14 @@ def _parser() -> argparse.ArgumentParser:
         description=f"Newest jobs first, of every client. {_SERVICE}",
         parents=[common, connection],
     )
-    listing.set_defaults(handler=remote.jobs_list)
-    listing.add_argument("--status", choices=[s.value for s in JobStatus])
+    listing.set_defaults(handler="remote:jobs_list")
+    listing.add_argument("--status", choices=JOB_STATUSES)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--offset", type=int, default=0)
     for name, handler, summary in (
-        ("show", remote.jobs_show, "one job in detail"),
-        ("retry", remote.jobs_retry, "queue a failed or cancelled job again"),
-        ("cancel", remote.jobs_cancel, "cancel a queued job"),
+        ("show", "remote:jobs_show", "one job in detail"),
+        ("retry", "remote:jobs_retry", "queue a failed or cancelled job again"),
+        ("cancel", "remote:jobs_cancel", "cancel a queued job"),
     ):
         sub = jobs.add_parser(
             name, help=summary, description=f"{summary}. {_SERVICE}", parents=[common, connection]
@@ -129,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
 
     health = add(
         "health",
-        remote.health,
+        "remote:health",
         "the service's health checks; exit 0 when healthy",
         _SERVICE,
         [common, connection],
@@ -148,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         parents=[common],
     )
-    copy.set_defaults(handler=files.db_copy)
+    copy.set_defaults(handler="files:db_copy")
     copy.add_argument("--to", required=True, help="target URL, e.g. postgresql://user:pw@host/db")
     copy.add_argument("--from", dest="source", help="source URL (default: EF_DATABASE_URL)")
     return parser
@@ -159,10 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = bool(getattr(args, "json", False))
     try:
         settings = get_settings()
-        configure_logging(
-            settings.log_level if args.command == "serve" else "WARNING", service=SERVICE_NAME
-        )
-        code: int = args.handler(args)
+        level = settings.log_level if args.command == "serve" else "WARNING"
+        configure_logging(level, service="ef_backend")
+        module, _, name = args.handler.partition(":")
+        handler = getattr(importlib.import_module(f"ef_backend.cli.{module}"), name)
+        code: int = handler(args)
     except CliError as error:
         return fail(as_json, error)
     except Exception as exc:  # the operator gets one line, the traceback goes to the log

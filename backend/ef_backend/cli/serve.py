@@ -27,18 +27,13 @@ log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN_S = 20
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="default: EF_HOST")
-    parser.add_argument("--port", type=int, help="default: EF_PORT")
-    parser.add_argument("--workers", type=int, help="default: EF_WORKERS")
-
-
 def run(settings: Settings) -> None:
     """Migrate, then run uvicorn with ``create_app`` as a factory in each worker."""
     db.migrate(settings)
     multiprocess.prepare(settings)
+    lock = ServiceLock(settings.data_dir)
     if db.is_sqlite(settings.db_url):
-        ServiceLock(settings.data_dir).hold()  # released when this process ends
+        lock.hold()  # released when this process ends
     log.info(
         "serving",
         extra={"host": settings.host, "port": settings.port, "workers": settings.workers},
@@ -54,6 +49,7 @@ def run(settings: Settings) -> None:
         log_config=uvicorn_log_config(settings.log_level, service=SERVICE_NAME),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
+    lock.release()
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 Decision: with ``EF_WORKERS > 1`` every worker writes its samples to memory-mapped files in
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` (answered by any worker) sums them. The parent
-(``ef-backend serve``) calls :func:`prepare` before it starts the workers: it picks the
+(``ef serve``) calls :func:`prepare` before it starts the workers: it picks the
 directory (``$PROMETHEUS_MULTIPROC_DIR`` or ``<EF_DATA_DIR>/prometheus-multiproc``), empties it
 and exports the variable, which prometheus-client reads at import time in each worker.
 
@@ -66,7 +66,7 @@ def check(settings: Settings) -> None:
     if settings.workers > 1 and not enabled():
         raise MultiprocessConfigError(
             f"EF_WORKERS={settings.workers} but Prometheus multiprocess mode is off: each scrape "
-            "would see one random worker's metrics. Start with `ef-backend serve` (it sets "
+            "would see one random worker's metrics. Start with `ef serve` (it sets "
             f"{ENV}), or set {ENV} to an empty writable directory before start, or use "
             "EF_WORKERS=1."
         )

@@ -86,4 +86,4 @@ def test_several_workers_without_multiprocess_mode_refuse_to_start(tmp_path: Pat
     assert "MultiprocessConfigError: EF_WORKERS=3 but Prometheus multiprocess mode is off" in (
         proc.stderr
     )
-    assert "ef-backend serve" in proc.stderr
+    assert "ef serve" in proc.stderr
