@@ -80,6 +80,7 @@ class WyomingListener:
         self._rebind: asyncio.Task[None] | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self._announcement: Announcement | None = None
+        self._announcing: asyncio.Task[None] | None = None
         self._up = metrics.wyoming_listener_up.labels(self.address)
 
     async def start(self) -> None:
@@ -108,7 +109,8 @@ class WyomingListener:
             extra={"address": self.address, "allowed": [str(n) for n in self.allowed]},
         )
         if self.settings.wyoming_zeroconf:
-            await self._announce()
+            # mDNS probing takes a second or two: the backend does not wait for it.
+            self._announcing = asyncio.create_task(self._announce(), name="ef-wyoming-zeroconf")
         return True
 
     async def _rebind_loop(self) -> None:
@@ -134,9 +136,10 @@ class WyomingListener:
 
     async def stop(self) -> None:
         """Stop accepting, withdraw the announcement, give open connections a moment, close."""
-        if self._rebind is not None:
-            self._rebind.cancel()
-            await asyncio.gather(self._rebind, return_exceptions=True)
+        for task in (self._rebind, self._announcing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._announcement is not None:
             await self._announcement.stop()
         if self._server is not None:

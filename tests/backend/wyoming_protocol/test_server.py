@@ -359,8 +359,12 @@ async def test_zeroconf_announces_the_listener_on_loopback(wyoming: Wyoming) -> 
 
 
 def test_health_and_metrics_report_the_listener(wyoming: Wyoming) -> None:
-    body = httpx.get(wyoming.backend.url + "/health", timeout=30).json()
-    check = body["checks"]["wyoming"]
+    deadline = time.monotonic() + 30
+    while True:  # the announcement ends a few seconds after mDNS probing began
+        check = httpx.get(wyoming.backend.url + "/health", timeout=30).json()["checks"]["wyoming"]
+        if check["detail"]["zeroconf"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert check["status"] == "ok"
     assert check["detail"]["address"] == f"127.0.0.1:{wyoming.port}"
     assert check["detail"]["zeroconf"] is True
@@ -423,3 +427,38 @@ async def test_engine_down_is_an_error_event_not_a_hang(
         streamed = await read_until(client, "synthesize-stopped")
     assert streamed.types() == ["error", "synthesize-stopped"]
     assert Error.from_event(streamed.events[0][1]).code == "engine_unavailable"
+
+
+@pytest.mark.slow
+async def test_two_workers_share_the_port_the_metrics_and_one_announcement(
+    backend_factory: BackendFactory, session_tmp: Path
+) -> None:
+    """EF_WORKERS=2: both workers listen (SO_REUSEPORT), every scrape sums both, one announces."""
+    two = _start(
+        backend_factory,
+        session_tmp / "wyoming-two-workers",
+        EF_WORKERS="2",
+        EF_WYOMING_ZEROCONF="true",
+        EF_WYOMING_ZEROCONF_NAME=f"{ZEROCONF_NAME}-two",
+    )
+
+    async def describe() -> str:
+        async with connected(two) as client:
+            await client.write_event(Describe().event())
+            return (await read_until(client, "info")).types()[0]
+
+    assert await asyncio.gather(*(describe() for _ in range(10))) == ["info"] * 10
+    sums = [two.metric("ef_wyoming_requests_total", request="describe", outcome="ok")] * 4
+    assert sums == [10] * 4, "whichever worker answers the scrape, it sums both"
+
+    def messages() -> list[str]:
+        text = two.backend.log_path.read_text()
+        return [json.loads(line).get("message") for line in text.splitlines() if line[:1] == "{"]
+
+    assert messages().count("wyoming listener started") >= 2
+    deadline = time.monotonic() + 30
+    while "zeroconf: Wyoming service announced" not in messages() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    # (uvicorn restarts a worker that starts too slowly: then one more line of each kind)
+    assert messages().count("zeroconf: Wyoming service announced") >= 1
+    assert messages().count("zeroconf: another worker announces the Wyoming service") >= 1
