@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Mapping
+from typing import BinaryIO
 
+import anyio
 from fastapi import Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ef_backend.models import AudioFormat
 from ef_backend.services.cache import relative_path
@@ -25,8 +29,59 @@ def _headers(
     return headers
 
 
+class AudioFileResponse(FileResponse):
+    """A cache file sent from disk in chunks of `chunk_size` (never the whole file in memory).
+
+    A plain request costs one thread hop: the file is opened and its first chunk read together,
+    before the status line is sent (so a file evicted in between is an error status, not a cut
+    reply), and a typical reply is that one chunk. ``Range`` and ``HEAD`` requests are left to
+    Starlette's `FileResponse`.
+    """
+
+    chunk_size = 256 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "HEAD" or _has_range(scope):
+            await super().__call__(scope, receive, send)
+            return
+        file, chunk = await anyio.to_thread.run_sync(self._open_first)
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            more = len(chunk) == self.chunk_size
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            while more:
+                chunk = await anyio.to_thread.run_sync(file.read, self.chunk_size)
+                more = len(chunk) == self.chunk_size
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+        finally:
+            file.close()
+        if self.background is not None:
+            await self.background()
+
+    def _open_first(self) -> tuple[BinaryIO, bytes]:
+        file = open(self.path, "rb")  # noqa: SIM115 - closed by __call__
+        try:
+            return file, file.read(self.chunk_size)
+        except BaseException:
+            file.close()
+            raise
+
+
+def _has_range(scope: Scope) -> bool:
+    return any(name == b"range" for name, _ in scope["headers"])
+
+
 def audio_reply(audio: SpeechAudio, fmt: AudioFormat, *, accel_prefix: str = "") -> Response:
-    """The complete audio, with its cache and job headers.
+    """The complete audio, streamed from its cache file, with its cache and job headers.
+
+    The ``stat`` taken at the lookup gives Content-Length, ETag and Last-Modified (no second
+    system call); ``Range`` requests are answered by Starlette.
 
     With ``accel_prefix`` (EF_ACCEL_REDIRECT_PREFIX, behind ef_proxy) a cache hit is answered
     with an empty body and ``X-Accel-Redirect``: nginx then sends the cached file itself. The
@@ -36,7 +91,9 @@ def audio_reply(audio: SpeechAudio, fmt: AudioFormat, *, accel_prefix: str = "")
     if accel_prefix and audio.cache_hit:
         headers["X-Accel-Redirect"] = accel_prefix + relative_path(audio.cache_key, fmt)
         return Response(content=b"", media_type=audio.media_type, headers=headers)
-    return Response(content=audio.data, media_type=audio.media_type, headers=headers)
+    return AudioFileResponse(
+        audio.file.path, stat_result=audio.file.stat, media_type=audio.media_type, headers=headers
+    )
 
 
 def stream_reply(stream: SpeechStream, fmt: AudioFormat) -> StreamingResponse:
@@ -62,8 +119,8 @@ async def _sse(chunks: AsyncIterator[bytes], input_chars: int) -> AsyncIterator[
     yield _event({"type": "speech.audio.done", "usage": usage})
 
 
-async def _one(data: bytes) -> AsyncIterator[bytes]:
-    yield data
+async def _one(audio: SpeechAudio) -> AsyncIterator[bytes]:
+    yield await asyncio.to_thread(audio.file.path.read_bytes)
 
 
 def sse_reply(source: SpeechStream | SpeechAudio, *, input_chars: int) -> StreamingResponse:
@@ -71,7 +128,7 @@ def sse_reply(source: SpeechStream | SpeechAudio, *, input_chars: int) -> Stream
     if isinstance(source, SpeechStream):
         chunks, hit, job_id = source.chunks, source.cache_hit, source.job_id
     else:
-        chunks, hit, job_id = _one(source.data), source.cache_hit, source.job_id
+        chunks, hit, job_id = _one(source), source.cache_hit, source.job_id
     return StreamingResponse(
         _sse(chunks, input_chars),
         media_type="text/event-stream",

@@ -5,6 +5,12 @@ no user input ever reaches the file system. Files are written to a temporary nam
 so a reader never sees half a file. The least recently used entries are evicted when the total
 passes ``EF_CACHE_MAX_BYTES``. Several processes may share one cache: the database is the truth,
 a missing file is a miss, and deleting what another process already deleted is harmless.
+
+A hit is the path users take most, so it touches neither the database nor the file's bytes:
+the entries this process has seen are kept in memory (a ``stat`` confirms the file is still
+there), the file is sent from disk by the response, and the hit's recency and count are added
+up in memory and written in one batch every `FLUSH_INTERVAL_S` (and before every eviction, and
+at shutdown). A crash loses only the recency and hit counts of that last interval.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import bindparam, delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -44,6 +51,8 @@ _EXTENSIONS: dict[AudioFormat, str] = {
 }
 _EVICT_BATCH = 64
 _FILE_MODE = 0o640
+#: How often the recency and hit counts gathered in memory are written to the database.
+FLUSH_INTERVAL_S = 5.0
 
 
 def cache_key(
@@ -65,13 +74,31 @@ def relative_path(key: str, format: AudioFormat) -> str:
 
 
 @dataclass(frozen=True)
+class _Meta:
+    """What this process knows of an entry without asking the database."""
+
+    format: AudioFormat
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class CachedAudio:
-    """One cache hit."""
+    """One cache hit: the file to send (``stat`` taken at the lookup) and its metadata."""
 
     key: str
     format: AudioFormat
-    data: bytes
+    path: Path
+    stat: os.stat_result
     duration_s: float
+
+    @property
+    def size_bytes(self) -> int:
+        return self.stat.st_size
+
+    @property
+    def data(self) -> bytes:
+        """The whole file; for small internal reads only (responses stream ``path``)."""
+        return self.path.read_bytes()
 
 
 class AudioCache:
@@ -83,7 +110,73 @@ class AudioCache:
         self._sessions = sessions
         self._evictions = 0
         self._lock = threading.Lock()  # one evictor per process at a time
+        self._index: dict[str, _Meta] = {}
+        # key -> (last used, hits since the last flush); swapped out whole under _pending_lock.
+        self._pending: dict[str, tuple[datetime, int]] = {}
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
         self.root.mkdir(parents=True, exist_ok=True)
+
+    def start(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
+        """Write the gathered recency and hit counts every ``interval_s`` in a thread."""
+        if self._flusher is not None:
+            return
+        self._stop.clear()
+        self._flusher = threading.Thread(
+            target=self._flush_loop, args=(interval_s,), name="ef-cache-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def close(self) -> None:
+        """Stop the flusher and write what it has not written yet."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=10)
+            self._flusher = None
+        self.flush()
+
+    def _flush_loop(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing cache recency failed; kept for the next try")
+
+    def flush(self) -> int:
+        """Write the recency and hit counts gathered since the last flush; returns how many."""
+        with self._flush_lock:
+            with self._pending_lock:
+                pending, self._pending = self._pending, {}
+            if not pending:
+                return 0
+            rows = [{"k": k, "t": used, "n": n} for k, (used, n) in pending.items()]
+            statement = (
+                update(CacheEntry)
+                .where(col(CacheEntry.key) == bindparam("k"))
+                .values(last_used_at=bindparam("t"), hits=CacheEntry.hits + bindparam("n"))
+            )
+            try:
+                with self._sessions() as session:
+                    session.connection().execute(statement, rows)
+                    session.commit()
+            except Exception:
+                self._merge_back(pending)
+                raise
+            return len(rows)
+
+    def _merge_back(self, pending: dict[str, tuple[datetime, int]]) -> None:
+        with self._pending_lock:
+            for key, (used, hits) in pending.items():
+                newer, more = self._pending.get(key, (used, 0))
+                self._pending[key] = (max(used, newer), hits + more)
+
+    def _touch(self, key: str) -> None:
+        now = utcnow()
+        with self._pending_lock:
+            hits = self._pending.get(key, (now, 0))[1]
+            self._pending[key] = (now, hits + 1)
 
     def path_for(self, key: str, format: AudioFormat) -> Path:
         """Where the file of ``key`` lives; refuses anything that is not a sha256 hex key."""
@@ -93,33 +186,60 @@ class AudioCache:
         """The audio under ``key``, or None. ``record`` counts the lookup in the hit/miss metric.
 
         Request-level lookups are recorded; the per-sentence lookups of the workers are not,
-        so the hit ratio means "requests answered from the cache".
+        so the hit ratio means "requests answered from the cache". An entry this process has
+        not seen yet is read from the database (blocking: call it from a thread).
         """
-        result = self._get(key)
+        result = self.get_known(key, record=False)
+        if result is None:
+            result = self._load(key)
         if record:
             metrics.audio_cache_requests_total.labels("hit" if result else "miss").inc()
         return result
 
-    def _get(self, key: str) -> CachedAudio | None:
+    def get_known(self, key: str, *, record: bool = True) -> CachedAudio | None:
+        """The audio under ``key`` if this process knows the entry: memory and one ``stat``,
+        no database, so it may run on the event loop. None means "ask `get`", not a miss."""
+        meta = self._index.get(key)
+        if meta is None:
+            return None
+        path = self.path_for(key, meta.format)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:  # evicted by another process; `get` sorts the entry out
+            self._index.pop(key, None)
+            return None
+        self._touch(key)
+        if record:
+            metrics.audio_cache_requests_total.labels("hit").inc()
+        return CachedAudio(key, meta.format, path, stat, meta.duration_s)
+
+    def _load(self, key: str) -> CachedAudio | None:
         with self._sessions() as session:
             entry = session.get(CacheEntry, key)
             if entry is None:
                 return None
             path = self.path_for(key, entry.format)
             try:
-                data = path.read_bytes()
+                stat = os.stat(path)
             except FileNotFoundError:
                 log.warning("cache file missing; dropping its entry", extra={"cache_key": key})
                 session.delete(entry)
                 session.commit()
                 return None
-            session.execute(
-                update(CacheEntry)
-                .where(col(CacheEntry.key) == key)
-                .values(last_used_at=utcnow(), hits=CacheEntry.hits + 1)
-            )
-            session.commit()
-            return CachedAudio(key, entry.format, data, entry.duration_s)
+        self._index[key] = _Meta(entry.format, entry.duration_s)
+        self._touch(key)
+        return CachedAudio(key, entry.format, path, stat, entry.duration_s)
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes under ``key`` (a sentence for the workers or a stream), None if gone."""
+        hit = self.get(key, record=False)
+        if hit is None:
+            return None
+        try:
+            return hit.path.read_bytes()
+        except FileNotFoundError:
+            self._index.pop(key, None)
+            return None
 
     def entry(self, key: str) -> CacheEntry | None:
         """The metadata of ``key`` if its file is there (recency untouched, nothing read)."""
@@ -147,6 +267,7 @@ class AudioCache:
                 os.unlink(tmp_name)
             raise
         self._upsert(key, format, len(data), duration_s)
+        self._index[key] = _Meta(format, duration_s)
         self.evict(keep=key)
 
     def _upsert(self, key: str, format: AudioFormat, size: int, duration_s: float) -> None:
@@ -184,6 +305,7 @@ class AudioCache:
         """Remove least recently used entries until the total fits the cap; returns how many."""
         removed = 0
         with self._lock:
+            self.flush()  # eviction order comes from the database: bring recency up to date
             while True:
                 total = self.total_bytes()
                 if total <= self.max_bytes:
@@ -212,6 +334,7 @@ class AudioCache:
 
     def _remove(self, entry: CacheEntry) -> bool:
         """Delete one entry and its file; False if another process got there first."""
+        self._index.pop(entry.key, None)
         with self._sessions() as session:
             result = session.execute(delete(CacheEntry).where(col(CacheEntry.key) == entry.key))
             session.commit()
@@ -232,6 +355,7 @@ class AudioCache:
 
     def stats(self) -> dict[str, int]:
         """Entries, bytes, cap, hits and evictions: two aggregates, no directory walk."""
+        self.flush()
         with self._sessions() as session:
             entries, size, hits = session.exec(
                 select(

@@ -76,13 +76,18 @@ class SpeechRequest:
 
 @dataclass(frozen=True)
 class SpeechAudio:
-    """Complete audio, from the cache or a finished job."""
+    """Complete audio, from the cache or a finished job: a cache file, sent from disk."""
 
-    data: bytes
+    file: CachedAudio
     media_type: str
     cache_hit: bool
     job_id: str | None
     cache_key: str
+
+    @property
+    def data(self) -> bytes:
+        """The whole file in memory (SSE and tests; HTTP responses stream ``file.path``)."""
+        return self.file.data
 
 
 @dataclass
@@ -185,6 +190,7 @@ class SpeechService:
         requeued = await asyncio.to_thread(self.queue.requeue_expired)
         requeued += await asyncio.to_thread(self.queue.requeue_orphans, self.workers.is_dead)
         await asyncio.to_thread(self.cache.sweep_temp_files)
+        self.cache.start()
         self.workers.start()
         self._tasks = [
             asyncio.create_task(self._requeue_loop(), name="ef-requeue"),
@@ -202,6 +208,7 @@ class SpeechService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.workers.stop(grace_s=STOP_GRACE_S)
+        await asyncio.to_thread(self.cache.close)
         await self.client.aclose()
         self.db_engine.dispose()
 
@@ -259,6 +266,10 @@ class SpeechService:
         return _Prepared(text, voice, info, speech)
 
     async def _lookup(self, key: str) -> CachedAudio | None:
+        """A known entry is found in memory (no thread, no database); else the database."""
+        hit = self.cache.get_known(key)
+        if hit is not None:
+            return hit
         with tracer.start_as_current_span("cache.lookup") as span:
             hit = await asyncio.to_thread(self.cache.get, key)
             span.set_attribute("ef.cache_hit", hit is not None)
@@ -338,7 +349,7 @@ class SpeechService:
             metrics.tts_request_duration_seconds.labels("hit").observe(
                 time.perf_counter() - started
             )
-            return SpeechAudio(hit.data, media_type, True, None, prepared.plan.key)
+            return SpeechAudio(hit, media_type, True, None, prepared.plan.key)
         down = self.engine.down()
         if down is not None:
             raise down
@@ -354,7 +365,7 @@ class SpeechService:
                 job_id=job.id,
             )
         metrics.tts_request_duration_seconds.labels("miss").observe(time.perf_counter() - started)
-        return SpeechAudio(stored.data, media_type, False, job.id, prepared.plan.key)
+        return SpeechAudio(stored, media_type, False, job.id, prepared.plan.key)
 
     async def stream(self, request: SpeechRequest) -> SpeechStream:
         """Audio (pcm, wav, mp3) sent as sentences finish; returns once the first one is ready."""
@@ -369,7 +380,7 @@ class SpeechService:
         media_type = audio.MEDIA_TYPES[request.format]
         hit = await self._lookup(prepared.plan.key)
         if hit is not None:
-            return SpeechStream(None, media_type, True, self._replay(hit.data, started))
+            return SpeechStream(None, media_type, True, self._replay(hit, started))
         down = self.engine.down()
         if down is not None:
             raise down
@@ -381,10 +392,12 @@ class SpeechService:
         chunks = self._sentences(job.id, prepared.plan, request.format, started)
         return SpeechStream(job.id, media_type, False, chunks)
 
-    async def _replay(self, data: bytes, started: float) -> AsyncIterator[bytes]:
+    async def _replay(self, hit: CachedAudio, started: float) -> AsyncIterator[bytes]:
+        """A cached file in chunks, read from disk as it is sent."""
         metrics.tts_first_audio_seconds.observe(time.perf_counter() - started)
-        for offset in range(0, len(data), _STREAM_CHUNK):
-            yield data[offset : offset + _STREAM_CHUNK]
+        with await asyncio.to_thread(open, hit.path, "rb") as file:
+            while chunk := await asyncio.to_thread(file.read, _STREAM_CHUNK):
+                yield chunk
         metrics.tts_request_duration_seconds.labels("hit").observe(time.perf_counter() - started)
 
     async def _sentences(
@@ -400,14 +413,14 @@ class SpeechService:
                 )
                 if job.status in (JobStatus.failed, JobStatus.cancelled):
                     raise _job_error(job)
-                cached = await asyncio.to_thread(self.cache.get, key, record=False)
+                cached = await asyncio.to_thread(self.cache.read, key)
                 if cached is None:
                     raise SynthesisFailed(
                         f"Sentence {index + 1} of job {job_id} left the cache before it could be "
                         "streamed; EF_CACHE_MAX_BYTES may be too small.",
                         job_id=job_id,
                     )
-                pcm = await asyncio.to_thread(audio.read_wav, cached.data)
+                pcm = await asyncio.to_thread(audio.read_wav, cached)
                 chunk = await asyncio.to_thread(_feed, encoder, shaper, pcm)
                 if chunk:
                     if not sent_any:
@@ -461,7 +474,7 @@ class SpeechService:
                 job_id=job_id,
                 job_status=job.status.value,
             )
-        return SpeechAudio(stored.data, audio.MEDIA_TYPES[job.format], True, job_id, job.cache_key)
+        return SpeechAudio(stored, audio.MEDIA_TYPES[job.format], True, job_id, job.cache_key)
 
     def retry_job(self, job_id: str) -> Job:
         job = self.queue.retry(job_id)

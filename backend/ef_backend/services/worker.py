@@ -332,9 +332,9 @@ class WorkerPool:
         for index, (sentence, key) in enumerate(
             zip(speech.sentences, speech.sentence_keys, strict=True)
         ):
-            cached = await _traced("cache.lookup", self.cache.get, key, record=False)
+            cached = await _traced("cache.lookup", self.cache.read, key)
             if cached is not None:
-                pcm = await asyncio.to_thread(audio.read_wav, cached.data)
+                pcm = await asyncio.to_thread(audio.read_wav, cached)
             else:
                 pcm, attempts = await self._sentence(job, worker_id, sentence, attempts)
                 wav = await asyncio.to_thread(audio.to_wav, pcm)

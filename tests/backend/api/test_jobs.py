@@ -60,6 +60,30 @@ def test_job_lifecycle(client: httpx.Client) -> None:
     assert again.content == audio.content
 
 
+def test_job_audio_is_sent_from_its_file_with_length_etag_and_ranges(
+    client: httpx.Client,
+) -> None:
+    """Cached audio is streamed from disk: Content-Length and ETag from the file; a browser's
+    ``Range`` gets 206 with that slice."""
+    text = unique_text("Audio that a browser fetches in ranges")
+    job = client.post("/api/v1/jobs", json={"text": text, "format": "wav"}).json()
+    wait_job(client, job["id"])
+    url = f"/api/v1/jobs/{job['id']}/audio"
+    whole = client.get(url)
+    assert whole.status_code == 200, whole.text
+    size = len(whole.content)
+    assert whole.headers["content-length"] == str(size) and size > 1000
+    assert whole.headers["accept-ranges"] == "bytes" and whole.headers["etag"]
+    assert whole.headers["content-disposition"] == 'inline; filename="speech.wav"'
+    part = client.get(url, headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 0-99/{size}"
+    assert part.content == whole.content[:100]
+    again = client.post("/api/v1/speech", json={"text": text, "format": "wav"})
+    assert again.headers["x-ef-cache"] == "hit"
+    assert again.headers["content-length"] == str(size) and again.content == whole.content
+
+
 def test_list_jobs_is_paginated_and_filtered(client: httpx.Client) -> None:
     ids = [
         client.post("/api/v1/jobs", json={"text": unique_text("Listed job")}).json()["id"]

@@ -11,6 +11,7 @@ from ef_backend.core.db import SessionFactory
 from ef_backend.models import AudioFormat, CacheEntry
 from ef_backend.services.cache import AudioCache, cache_key, relative_path
 from prometheus_client import REGISTRY
+from sqlalchemy import Engine, event
 
 
 def key(n: int) -> str:
@@ -176,3 +177,79 @@ def test_writable(cache: AudioCache) -> None:
     ok, error = cache.writable()
     assert not ok
     assert error is not None and "Error" in error
+
+
+def test_a_known_hit_reads_and_writes_no_database_until_the_flush(
+    cache: AudioCache, migrated: Engine
+) -> None:
+    """The fast path: a hit is memory and one stat; recency and hits go out in one batch."""
+    k = key(50)
+    cache.put(k, AudioFormat.wav, b"RIFF" + bytes(60), duration_s=0.2)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(migrated, "before_cursor_execute", seen)
+    try:
+        for _ in range(5):
+            hit = cache.get(k)
+            assert hit is not None and hit.path == cache.path_for(k, AudioFormat.wav)
+            assert hit.size_bytes == 64 and hit.stat.st_size == 64
+        assert statements == []
+        assert cache.flush() == 1
+        assert statements == ["UPDATE"]
+    finally:
+        event.remove(migrated, "before_cursor_execute", seen)
+    assert cache.stats()["hits"] == 5
+    assert cache.flush() == 0  # nothing new since
+
+
+def test_a_crash_loses_only_recency_and_hit_counts(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    """A cache never flushed nor closed (the process was killed) leaves every entry intact."""
+    crashed = AudioCache(tmp_path / "audio-cache", sessions, max_bytes=10_000)
+    crashed.put(key(60), AudioFormat.mp3, b"ID3 kept", duration_s=1.0)
+    assert crashed.get(key(60)) is not None
+    del crashed
+    restarted = AudioCache(tmp_path / "audio-cache", sessions, max_bytes=10_000)
+    hit = restarted.get(key(60))
+    assert hit is not None and hit.data == b"ID3 kept"
+    assert restarted.stats()["hits"] == 1  # the restarted process's own hit; the first is lost
+
+
+def test_the_flusher_thread_writes_in_the_background_and_at_close(
+    tmp_path: Path, sessions: SessionFactory
+) -> None:
+    cache = AudioCache(tmp_path / "audio-cache", sessions, max_bytes=10_000)
+    cache.put(key(70), AudioFormat.wav, b"RIFF", duration_s=0.1)
+    cache.start(interval_s=0.05)
+    cache.get(key(70))
+    deadline = time.monotonic() + 5
+    while _hits_in_db(sessions, key(70)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _hits_in_db(sessions, key(70)) == 1
+    cache.get(key(70))
+    cache.close()
+    assert _hits_in_db(sessions, key(70)) == 2
+
+
+def test_an_entry_another_process_evicted_is_a_miss_here(
+    cache: AudioCache, tmp_path: Path, sessions: SessionFactory
+) -> None:
+    other = AudioCache(tmp_path / "audio-cache", sessions, max_bytes=10_000)
+    k = key(80)
+    other.put(k, AudioFormat.wav, b"RIFF from the other process", duration_s=0.3)
+    hit = cache.get(k)  # unknown here: read from the database, then known
+    assert hit is not None and hit.data == b"RIFF from the other process"
+    assert other.purge() == 1
+    assert cache.get_known(k) is None
+    assert cache.get(k) is None
+    assert cache.read(k) is None
+
+
+def _hits_in_db(sessions: SessionFactory, k: str) -> int:
+    with sessions() as session:
+        entry = session.get(CacheEntry, k)
+        return -1 if entry is None else entry.hits

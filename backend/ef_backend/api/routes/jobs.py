@@ -113,8 +113,7 @@ def get_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
 )
 def get_job_audio(job_id: JobId, speech: SpeechDep, settings: SettingsDep) -> Response:
     audio = speech.job_audio(job_id)
-    job = speech.get_job(job_id)
-    return audio_reply(audio, job.format, accel_prefix=settings.accel_redirect_prefix)
+    return audio_reply(audio, audio.file.format, accel_prefix=settings.accel_redirect_prefix)
 
 
 @router.delete(

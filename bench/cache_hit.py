@@ -1,0 +1,117 @@
+"""Cache hits against ``GET /health/live`` on the same backend, side by side in one run.
+
+A cache hit is what users wait for most. Three routes answer from the cache: ``POST
+/api/v1/speech``, the OpenAI ``POST /v1/audio/speech`` and ``GET /api/v1/jobs/{id}/audio``.
+Each is primed once (one real Piper synthesis), then all four URLs are loaded with ``wrk`` in
+short bursts, one after the other in a rotating order, several rounds: each round gives a
+paired ratio (hit req/s over /health/live req/s), and the median ratio is reported.
+Target (docs/performance.md): every route at least 0.5x /health/live.
+
+    .venv/bin/python bench/cache_hit.py                       # what `make bench` runs
+    .venv/bin/python bench/cache_hit.py --rounds 5 --duration 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.stack import ratio_row, stack, workdir, write_json, wrk
+
+TARGET = 0.5
+#: About 2.5 s of speech, a WAV of about 100 kB: the size the issue measured.
+TEXT = "Hello there, this is a cached sentence for the benchmark."
+
+
+def prime(base: str) -> dict[str, tuple[str, dict[str, object] | None]]:
+    """Make each route's answer a cache hit; the URL (and body) that hits it."""
+    speech: dict[str, object] = {"text": TEXT, "format": "wav"}
+    openai: dict[str, object] = {
+        "model": "tts-1",
+        "input": TEXT,
+        "voice": "alloy",
+        "response_format": "mp3",
+    }
+    with httpx.Client(base_url=base, timeout=120) as client:
+        for path, body in (("/api/v1/speech", speech), ("/v1/audio/speech", openai)):
+            client.post(path, json=body).raise_for_status()
+            again = client.post(path, json=body)
+            again.raise_for_status()
+            if again.headers.get("x-ef-cache") not in (None, "hit"):
+                raise RuntimeError(f"{path} is not a cache hit the second time")
+        job = client.post("/api/v1/jobs", json={**speech, "format": "flac"}).json()
+        deadline = time.monotonic() + 120
+        while client.get(f"/api/v1/jobs/{job['id']}").json()["status"] != "succeeded":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the job did not finish")
+            time.sleep(0.1)
+        client.get(f"/api/v1/jobs/{job['id']}/audio").raise_for_status()
+    return {
+        "health": ("/health/live", None),
+        "speech": ("/api/v1/speech", speech),
+        "openai": ("/v1/audio/speech", openai),
+        "job_audio": (f"/api/v1/jobs/{job['id']}/audio", None),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds of wrk per burst")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep logs and data here")
+    args = parser.parse_args()
+
+    with workdir(args.keep) as root, stack(root) as running:
+        running.engine()
+        backend = running.backend()
+        targets = prime(backend.url)
+        names = list(targets)
+        rates: dict[str, list[float]] = {name: [] for name in names}
+        for round_no in range(args.rounds):
+            order = names[round_no % len(names) :] + names[: round_no % len(names)]
+            for name in order:
+                path, body = targets[name]
+                rates[name].append(
+                    wrk(
+                        backend.url + path,
+                        duration=args.duration,
+                        connections=args.connections,
+                        body=body,
+                        scripts=root,
+                    )
+                )
+    ratios = {
+        name: [hit / live for hit, live in zip(rates[name], rates["health"], strict=True)]
+        for name in names
+        if name != "health"
+    }
+    print(f"Cache hits vs GET /health/live, wrk -t1 -c{args.connections}, {args.rounds} rounds")
+    print()
+    print("| route | req/s (median) |")
+    print("|---|---|")
+    for name in names:
+        print(f"| {name} | {statistics.median(rates[name]):.0f} |")
+    print()
+    print("| ratio to /health/live (median of paired rounds) | measured | target | |")
+    print("|---|---|---|---|")
+    met = True
+    for name, values in ratios.items():
+        value = statistics.median(values)
+        met &= value >= TARGET
+        print(ratio_row(name, value, f">= {TARGET}", value >= TARGET))
+    write_json(args.json, {"req_per_s": rates, "ratios": ratios, "target": TARGET})
+    print("all targets met" if met else "some targets MISSED")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
