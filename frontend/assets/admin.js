@@ -88,7 +88,7 @@ function renderHealth(health, ready) {
     stat("Engine name", `${detail.engine || "?"}`),
     stat("Model", `${detail.model || "?"}${detail.model_loaded ? "" : " (not loaded)"}`),
     stat("Reachable", detail.reachable ? "yes" : "no"),
-    stat("Sample latency", detail.latency_ms === null || detail.latency_ms === undefined ? "n/a" : `${formatNumber(detail.latency_ms)} ms`),
+    stat("Sample latency", detail.latency_ms === null || detail.latency_ms === undefined ? "n/a" : `${formatNumber(Math.round(detail.latency_ms))} ms`),
     stat("Version", `${health.version} (${health.commit})`),
   ]);
   const rows = [];
@@ -103,13 +103,14 @@ function renderHealth(health, ready) {
           {},
           el("th", { scope: "row" }, name, el("span", { class: "hint" }, ` ${source}`)),
           el("td", {}, badge(check.status)),
-          el("td", {}, `${formatNumber(check.duration_ms)} ms`),
+          el("td", {}, `${check.duration_ms.toFixed(1)} ms`),
           el("td", { class: "wrap" }, [check.error, extra].filter(Boolean).join(" · ") || "—"),
         ),
       );
     }
   }
   render($("checks"), rows);
+  $("checks-problem").hidden = true;
 }
 
 function renderQueue(queue) {
@@ -123,9 +124,16 @@ function renderQueue(queue) {
   ]);
 }
 
+/** Show or hide a section's "nothing here" line (restoring its text after a load problem). */
+function emptyHint(id, empty) {
+  const hint = $(id);
+  if (hint.dataset.text) hint.textContent = hint.dataset.text;
+  hint.hidden = !empty;
+}
+
 function renderActive(queued, running) {
   const jobs = [...running.data, ...queued.data].sort((a, b) => a.created_at.localeCompare(b.created_at));
-  $("active-empty").hidden = jobs.length > 0;
+  emptyHint("active-empty", jobs.length === 0);
   $("active-table").hidden = jobs.length === 0;
   render(
     $("active"),
@@ -134,6 +142,7 @@ function renderActive(queued, running) {
         "tr",
         {},
         el("td", {}, el("code", { title: job.id }, shortId(job.id))),
+        el("td", {}, job.client || "—"),
         el("td", {}, job.status),
         el("td", {}, age(job.created_at)),
         el(
@@ -158,7 +167,7 @@ function renderActive(queued, running) {
 }
 
 function renderFailed(failed) {
-  $("failed-empty").hidden = failed.data.length > 0;
+  emptyHint("failed-empty", failed.data.length === 0);
   $("failed-table").hidden = failed.data.length === 0;
   render(
     $("failed"),
@@ -198,7 +207,7 @@ function renderCache(cache, ratio) {
 }
 
 function renderErrors(errors) {
-  $("errors-empty").hidden = errors.data.length > 0;
+  emptyHint("errors-empty", errors.data.length === 0);
   $("errors-table").hidden = errors.data.length === 0;
   render(
     $("errors"),
@@ -228,9 +237,30 @@ function renderLinks(links) {
   );
 }
 
-function sectionFailed(id, error) {
-  render($(id), [el("p", { class: "hint" }, `Could not load: ${error.message}`)]);
+/** Say in the section itself that its data could not be loaded (the rest keeps working). */
+function sectionFailed(name, error) {
+  const message = `Could not load: ${error.message}`;
+  const target = $(PROBLEM_TARGETS[name]);
+  if (target.tagName === "DL") {
+    render(target, [stat("Problem", message)]);
+  } else if (target.tagName === "UL") {
+    render(target, [el("li", { class: "hint" }, message)]);
+  } else {
+    if (!target.dataset.text) target.dataset.text = target.textContent;
+    target.textContent = message;
+    target.hidden = false;
+  }
 }
+
+const PROBLEM_TARGETS = {
+  health: "checks-problem",
+  queue: "queue",
+  active: "active-empty",
+  failed: "failed-empty",
+  cache: "cache",
+  errors: "errors-empty",
+  links: "links",
+};
 
 async function refresh() {
   clearTimeout(state.timer);
@@ -260,11 +290,10 @@ async function refresh() {
     errors: renderErrors,
     links: renderLinks,
   };
-  const targets = { health: "checks", queue: "queue", active: "active", failed: "failed", cache: "cache", errors: "errors", links: "links" };
   results.forEach((result, index) => {
     const name = names[index];
     if (result.status === "fulfilled") renderers[name](result.value);
-    else sectionFailed(targets[name], result.reason);
+    else sectionFailed(name, result.reason);
   });
   updated.textContent = `Updated ${new Date().toLocaleTimeString()}; ${state.paused ? "updates paused" : `refreshes every ${REFRESH_MS / 1000} s`}.`;
   document.documentElement.dataset.ready = "true";
