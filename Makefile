@@ -10,7 +10,7 @@ PIP := $(VENV)/bin/pip
 APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml postgresql shellcheck
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate
+.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate screenshots
 
 help:
 	@echo "make run      start ef_tts (Piper) and the backend at http://127.0.0.1:8000"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint     ruff, mypy, hadolint, actionlint, zizmor, compose schema"
 	@echo "make bench    run the benchmarks under bench/"
 	@echo "make generate regenerate alerts/, recording rules and dashboards/ from monitoring/mixin/"
+	@echo "make screenshots  retake the web pages' screenshots in docs/screenshots/ (browser tests)"
 
 # Debian packages for the real servers the tests drive. Installed only when one is missing.
 system-deps: .stamp-system-deps
@@ -74,6 +75,11 @@ lint: venv node-tools
 # on drift).
 generate: venv
 	$(PY) -m monitoring.mixin
+
+# The web pages' screenshots shown in the README (docs/screenshots/), taken by the browser tests
+# (which also save them under build/test-artifacts/ on every run).
+screenshots: system-deps venv
+	EF_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/backend/web -k "screenshots or 403"
 
 bench: venv system-deps
 	$(PY) bench/run.py

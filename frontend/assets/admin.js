@@ -216,7 +216,7 @@ function renderErrors(errors) {
         "tr",
         {},
         el("td", {}, formatTime(new Date(entry.time * 1000))),
-        el("td", {}, badge(entry.level === "WARNING" ? "warn" : "fail"), ` ${entry.level.toLowerCase()}`),
+        el("td", {}, el("span", { class: `badge ${entry.level === "WARNING" ? "warn" : "fail"}` }, entry.level.toLowerCase())),
         el("td", {}, el("code", {}, entry.logger)),
         el("td", { class: "wrap" }, entry.message, entry.request_id ? el("span", { class: "hint" }, ` (request ${entry.request_id})`) : ""),
       ),

@@ -14,11 +14,20 @@ from collections import deque
 from dataclasses import dataclass
 
 from ef_common.context import request_id
+from ef_common.logging import REDACTED_FIELDS
 
 __all__ = ["RecentError", "RecentErrors", "install_recent_errors"]
 
 #: How many records are kept: enough for an incident, small enough to send in one answer.
 KEEP = 100
+
+# Attributes every LogRecord has; the rest came from ``extra=`` (job_id, error_code, ...).
+_STANDARD = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,13 @@ class RecentErrors(logging.Handler):
             message = record.getMessage()
         except Exception:  # a bad format string must not break logging
             message = str(record.msg)
+        extra = [
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD and key.lower() not in REDACTED_FIELDS
+        ]
+        if extra:
+            message = f"{message} ({', '.join(extra)})"
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             message = f"{message} ({type(exc).__name__}: {exc})"

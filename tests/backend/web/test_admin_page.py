@@ -89,7 +89,9 @@ def test_the_page_shows_health_queue_failures_cache_errors_and_links(
     expect(row.get_by_role("button", name=f"Retry job {_short(failed_job['id'])}")).to_be_visible()
 
     expect(admin.locator("#cache")).to_contain_text("Hit ratio")
-    expect(admin.locator("#errors tr").first).to_be_visible()  # the failed job was logged
+    logged = admin.locator("#errors tr").filter(has_text=f"job_id={failed_job['id']}")
+    expect(logged.first).to_contain_text(f"job failed (job_id={failed_job['id']}, reason=rejected")
+    expect(logged.first).to_contain_text("warning")
     for label, url in LINKS.items():
         expect(admin.get_by_role("link", name=label)).to_have_attribute("href", url)
 
