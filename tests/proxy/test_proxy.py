@@ -6,6 +6,7 @@ for LAN hosts: nginx sees each as a different client.
 from __future__ import annotations
 
 import ssl
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -301,3 +302,30 @@ def test_connection_limit(edge: Edge) -> None:
             stalled.join()
     assert second.status_code == 429
     assert results == [504]
+
+
+# -- scripts/smoke.sh (CI's check of the compose stack), against the same proxy ---------------
+
+
+def test_smoke_script_passes_on_the_stack(stack: Stack) -> None:
+    result = subprocess.run(
+        [str(REPO / "scripts" / "smoke.sh"), stack.http],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.rstrip().endswith("smoke: all checks passed")
+
+
+def test_smoke_script_fails_on_a_wrong_stack(edge: Edge) -> None:
+    result = subprocess.run(
+        [str(REPO / "scripts" / "smoke.sh"), edge.url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "smoke: FAILED: synthesis did not return a WAV" in result.stderr

@@ -1,3 +1,6 @@
 """EchoForge speech engine service (ef_tts)."""
 
-__version__ = "0.1.0"
+from ef_common.version import version
+
+#: One version for the whole project: VERSION at the repository root (ef_common.version).
+__version__ = version()

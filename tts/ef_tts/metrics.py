@@ -68,14 +68,14 @@ model_load_seconds = Gauge(
 )
 build_info = Gauge(
     "ef_tts_build_info",
-    "Always 1; the labels say which ef_tts, engine and Python run here.",
-    ["version", "engine", "python_version"],
+    "Always 1; the labels say which ef_tts, engine, device (EF_TTS_DEVICE) and Python run here.",
+    ["version", "engine", "device", "python_version"],
 )
 
 
-def init(engine: str, model: str) -> None:
+def init(engine: str, model: str, device: str = "cpu") -> None:
     """Create every labelled series at start-up so dashboards and alerts see zeros, not gaps."""
-    build_info.labels(__version__, engine, platform.python_version()).set(1)
+    build_info.labels(__version__, engine, device, platform.python_version()).set(1)
     for outcome in OUTCOMES:
         requests.labels(engine, outcome)
     inference_seconds.labels(engine, model)

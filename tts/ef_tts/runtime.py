@@ -70,7 +70,7 @@ class EngineRuntime:
             max_workers=settings.workers, thread_name_prefix="ef-tts-synth"
         )
         self._loader: threading.Thread | None = None
-        metrics.init(self.engine.name, self.engine.model)
+        metrics.init(self.engine.name, self.engine.model, self.engine.device)
 
     @property
     def labels(self) -> tuple[str, str]:

@@ -11,7 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from ef_common.version import version
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "key", "apikey"}
@@ -115,8 +116,8 @@ class Settings(BaseSettings):
     #: address when that is 0.0.0.0.
     wyoming_zeroconf_address: str = ""
 
-    # Build identity, set by the image build
-    version: str = "0.1.0"
+    # Build identity, set by the image build (VERSION at the repository root, ef_common.version)
+    version: str = Field(default_factory=version)
     commit: str = "unknown"
 
     @field_validator("admin_cidrs", "trusted_proxies", "wyoming_cidrs", mode="before")
@@ -175,6 +176,14 @@ class Settings(BaseSettings):
                 f"EF_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}"
             )
         return level
+
+    @field_validator("version", "commit", mode="before")
+    @classmethod
+    def _build_identity(cls, value: object, info: ValidationInfo) -> object:
+        """An image built without the build argument has it empty: fall back to the default."""
+        if value == "":
+            return version() if info.field_name == "version" else "unknown"
+        return value
 
     @field_validator("accel_redirect_prefix")
     @classmethod
