@@ -4,7 +4,7 @@ Debian's nginx on loopback.
 The image (proxy/Dockerfile) sources ``15-echoforge.envsh`` and then runs its template step;
 ``render`` does the same with ``tests/proxy/render.sh``, a copy of that step. ``nginx_conf``
 writes the top-level configuration the image ships (temp paths, mime types, ``conf.d/*.conf``),
-plus, when asked, the frontend image's static server (nginx serving ``frontend/``).
+plus, when asked, the frontend image's server (frontend/nginx.conf, serving ``frontend/``).
 """
 
 from __future__ import annotations
@@ -48,14 +48,27 @@ def render(out: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+def frontend_conf(out: Path, port: int) -> Path:
+    """The frontend image's own server (frontend/nginx.conf) on ``port``, serving frontend/.
+
+    A header marks its answers, so tests can tell which upstream the proxy asked."""
+    conf = (REPO / "frontend" / "nginx.conf").read_text()
+    assert "    listen 8080;" in conf and "    root /usr/share/nginx/html;" in conf
+    conf = conf.replace("    listen 8080;", f"    listen 127.0.0.1:{port};")
+    conf = conf.replace(
+        "    root /usr/share/nginx/html;",
+        f"    root {REPO / 'frontend'};\n    add_header X-Test-Upstream ef_frontend always;",
+    )
+    path = out / "frontend.conf"
+    path.write_text(conf)
+    return path
+
+
 def nginx_conf(out: Path, *, frontend_port: int | None = None) -> Path:
     """The image's nginx.conf around ``conf.d/``; with ``frontend_port``, the frontend too."""
     frontend = ""
     if frontend_port is not None:
-        frontend = (
-            f"    server {{ listen 127.0.0.1:{frontend_port}; root {REPO / 'frontend'};"
-            " index index.html; add_header X-Test-Upstream ef_frontend; }\n"
-        )
+        frontend = f"    include {frontend_conf(out, frontend_port)};\n"
     user = "user root root;\n" if os.getuid() == 0 else ""
     conf = out / "nginx.conf"
     conf.write_text(

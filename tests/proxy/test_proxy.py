@@ -307,25 +307,18 @@ def test_connection_limit(edge: Edge) -> None:
 # -- scripts/smoke.sh (CI's check of the compose stack), against the same proxy ---------------
 
 
+def _smoke(url: str) -> subprocess.CompletedProcess[str]:
+    script = str(REPO / "scripts" / "smoke.sh")
+    return subprocess.run([script, url], capture_output=True, text=True, timeout=180, check=False)
+
+
 def test_smoke_script_passes_on_the_stack(stack: Stack) -> None:
-    result = subprocess.run(
-        [str(REPO / "scripts" / "smoke.sh"), stack.http],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = _smoke(stack.http)
     assert result.returncode == 0, result.stderr
     assert result.stderr.rstrip().endswith("smoke: all checks passed")
 
 
 def test_smoke_script_fails_on_a_wrong_stack(edge: Edge) -> None:
-    result = subprocess.run(
-        [str(REPO / "scripts" / "smoke.sh"), edge.url],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = _smoke(edge.url)
     assert result.returncode == 1
     assert "smoke: FAILED: synthesis did not return a WAV" in result.stderr
