@@ -40,7 +40,7 @@ def _base_app(instrumented: bool) -> FastAPI:
     """The app under test, with or without our ``install()``."""
     kind = os.environ.get("BENCH_APP", "minimal")
     if kind == "real":
-        import ef_backend.observability.setup as setup
+        import ef_backend.observability.install as setup
 
         if not instrumented:
             patched: Any = setup  # replaced before main imports it: create_app skips install()
@@ -51,7 +51,7 @@ def _base_app(instrumented: bool) -> FastAPI:
     app = _minimal()
     if instrumented:
         from ef_backend.core.config import Settings
-        from ef_backend.observability.setup import install
+        from ef_backend.observability.install import install
 
         install(app, Settings(), lambda: None)
     return app
@@ -84,7 +84,7 @@ def create() -> Any:
             FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
             return tracing.RequestTracing(enabled=True)
 
-        import ef_backend.observability.setup as setup
+        import ef_backend.observability.install as setup
 
         patched: Any = setup
         patched.instrument_app = stock

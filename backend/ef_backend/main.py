@@ -1,8 +1,8 @@
 """`create_app()`: the FastAPI application of ef_backend.
 
-The lifespan applies the migrations, builds and starts the `SpeechService` (queue workers and the
-engine probe) and the Wyoming listener on it (EF_WYOMING_ENABLED), and stops both gracefully on
-shutdown. Routes come first; the static frontend is
+The lifespan applies the migrations, builds and starts the `Runtime` (the services, queue workers
+and the engine probe) and the Wyoming listener on its speech service (EF_WYOMING_ENABLED), and
+stops both gracefully on shutdown. Routes come first; the static frontend is
 mounted at ``/`` last, so it never shadows the API.
 """
 
@@ -24,8 +24,8 @@ from ef_backend.core.db import migrate
 from ef_backend.core.errors import install_error_handlers
 from ef_backend.core.ratelimit import RateLimiter
 from ef_backend.core.recent_errors import install_recent_errors
-from ef_backend.observability.setup import SERVICE_NAME, install
-from ef_backend.services.speech import SpeechService
+from ef_backend.observability.install import SERVICE_NAME, install
+from ef_backend.services.runtime import Runtime
 from ef_backend.wyoming import WyomingListener
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,11 @@ TAGS = [
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     await run_in_threadpool(migrate, settings)
-    service = SpeechService(settings=settings)
-    await service.start()
-    app.state.speech = service
+    runtime = Runtime(settings=settings)
+    await runtime.start()
+    app.state.runtime = runtime
     if settings.wyoming_enabled:
-        app.state.wyoming = WyomingListener(settings, service)
+        app.state.wyoming = WyomingListener(settings, runtime.speech)
         await app.state.wyoming.start()
     freeze_startup_heap()  # what lives as long as the process leaves the collector's scans
     log.info("ef_backend started", extra={"tts_url": settings.tts_url, "version": settings.version})
@@ -58,8 +58,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.wyoming is not None:
             await app.state.wyoming.stop()
             app.state.wyoming = None
-        await service.stop()
-        app.state.speech = None
+        await runtime.stop()
+        app.state.runtime = None
         log.info("ef_backend stopped")
 
 
@@ -88,12 +88,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.speech = None
+    app.state.runtime = None
     app.state.wyoming = None
     app.state.rate_limiter = RateLimiter(settings.rate_limit)
     install_error_handlers(app)
     for module in (speech, jobs, voices, limits, openai, admin, health, pages):
         app.include_router(module.router)
-    install(app, settings, lambda: app.state.speech)
+    install(app, settings, lambda: app.state.runtime)
     _mount_frontend(app, settings)
     return app

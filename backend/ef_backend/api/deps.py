@@ -1,4 +1,4 @@
-"""Dependencies of the routes, as `Annotated` aliases: settings, the speech service, the caller.
+"""Dependencies of the routes, as `Annotated` aliases: settings, the services, the caller.
 
 Routers attach the guards (`rate_limit`, `api_key`, `admin_only`) as router dependencies so that
 no route can forget one. They are ``async def`` because they never block: FastAPI runs a plain
@@ -15,6 +15,10 @@ from fastapi import Depends, Request
 from ef_backend.core.config import Settings
 from ef_backend.core.ratelimit import RateLimiter
 from ef_backend.core.security import Caller, identify, require_admin, require_key
+from ef_backend.services.admin import AdminService
+from ef_backend.services.health import HealthService
+from ef_backend.services.jobs import JobService
+from ef_backend.services.runtime import Runtime
 from ef_backend.services.speech import SpeechService
 
 
@@ -23,13 +27,35 @@ async def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_speech(request: Request) -> SpeechService:
-    speech: SpeechService = request.app.state.speech
-    return speech
+async def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_speech(runtime: RuntimeDep) -> SpeechService:
+    return runtime.speech
+
+
+async def get_jobs(runtime: RuntimeDep) -> JobService:
+    return runtime.jobs
+
+
+async def get_admin(runtime: RuntimeDep) -> AdminService:
+    return runtime.admin
+
+
+async def get_health(runtime: RuntimeDep) -> HealthService:
+    return runtime.health
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SpeechDep = Annotated[SpeechService, Depends(get_speech)]
+JobsDep = Annotated[JobService, Depends(get_jobs)]
+AdminDep = Annotated[AdminService, Depends(get_admin)]
+HealthDep = Annotated[HealthService, Depends(get_health)]
 
 
 async def get_caller(request: Request, settings: SettingsDep) -> Caller:
@@ -70,13 +96,21 @@ async def admin_only(caller: CallerDep, settings: SettingsDep) -> None:
 
 
 __all__ = [
+    "AdminDep",
     "CallerDep",
+    "HealthDep",
+    "JobsDep",
+    "RuntimeDep",
     "SettingsDep",
     "SpeechDep",
     "admin_only",
     "api_key",
+    "get_admin",
     "get_app_settings",
     "get_caller",
+    "get_health",
+    "get_jobs",
+    "get_runtime",
     "get_speech",
     "rate_limit",
 ]

@@ -19,7 +19,7 @@ from ef_backend.backup.running import ServiceLock
 from ef_backend.core import db
 from ef_backend.core.config import Settings, get_settings
 from ef_backend.observability import multiprocess
-from ef_backend.observability.setup import SERVICE_NAME
+from ef_backend.observability.install import SERVICE_NAME
 
 log = logging.getLogger(__name__)
 

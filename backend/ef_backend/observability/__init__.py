@@ -1,4 +1,4 @@
 """Metrics, request middleware, scrape-time collector and tracing of ef_backend.
 
-Entry point: :func:`ef_backend.observability.setup.install`.
+Entry point: :func:`ef_backend.observability.install.install`.
 """

@@ -13,28 +13,19 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ef_backend.core.config import Settings
 
-__all__ = ["EchoForgeCollector", "SpeechStats", "sqlite_path"]
+if TYPE_CHECKING:
+    from ef_backend.services.runtime import Runtime
+
+__all__ = ["EchoForgeCollector", "sqlite_path"]
 
 log = logging.getLogger(__name__)
-
-
-class SpeechStats(Protocol):
-    """What the collector needs from ``SpeechService`` (kept narrow to avoid an import cycle)."""
-
-    def cache_stats(self) -> dict[str, object]: ...
-
-    def queue_stats(self) -> dict[str, object]: ...
-
-    def db_ok(self) -> tuple[bool, str | None]: ...
-
-    def cache_writable(self) -> tuple[bool, str | None]: ...
 
 
 def sqlite_path(db_url: str) -> Path | None:
@@ -77,9 +68,9 @@ def _gauge(name: str, doc: str, value: float | None = None) -> GaugeMetricFamily
 class EchoForgeCollector(Collector):
     """Registers once per registry; each scrape reads the current values."""
 
-    def __init__(self, settings: Settings, speech: Callable[[], SpeechStats | None]) -> None:
+    def __init__(self, settings: Settings, runtime: Callable[[], Runtime | None]) -> None:
         self._db_path = sqlite_path(settings.db_url)
-        self._speech = speech
+        self._runtime = runtime
         self._build = {"version": settings.version, "commit": settings.commit}
 
     def describe(self) -> Iterable[Metric]:
@@ -88,9 +79,11 @@ class EchoForgeCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = self._families()
-        speech = self._service()
-        cache: Mapping[str, Any] = self._read("cache_stats", speech)
-        queue: Mapping[str, Any] = self._read("queue_stats", speech)
+        runtime = self._service()
+        admin = runtime.admin if runtime is not None else None
+        health = runtime.health if runtime is not None else None
+        cache: Mapping[str, Any] = self._read("cache_stats", admin)
+        queue: Mapping[str, Any] = self._read("queue_stats", admin)
 
         build = families["ef_build_info"]
         build.add_metric([self._build["version"], self._build["commit"]], 1.0)
@@ -114,9 +107,9 @@ class EchoForgeCollector(Collector):
             size = _file_size(self._db_path) + _file_size(Path(f"{self._db_path}-wal"))
             families["ef_db_size_bytes"].add_metric([], float(size))
 
-        families["ef_db_up"].add_metric([], 1.0 if self._probe(speech, "db_ok") else 0.0)
+        families["ef_db_up"].add_metric([], 1.0 if self._probe(health, "database") else 0.0)
         families["ef_audio_cache_writable"].add_metric(
-            [], 1.0 if self._probe(speech, "cache_writable") else 0.0
+            [], 1.0 if self._probe(health, "cache") else 0.0
         )
         return [family for family in families.values() if family.samples]
 
@@ -155,30 +148,30 @@ class EchoForgeCollector(Collector):
             ),
         }
 
-    def _service(self) -> SpeechStats | None:
+    def _service(self) -> Runtime | None:
         try:
-            return self._speech()
+            return self._runtime()
         except Exception:  # the app may still be starting
             return None
 
     @staticmethod
-    def _read(method: str, speech: SpeechStats | None) -> Mapping[str, Any]:
-        if speech is None:
+    def _read(method: str, service: object | None) -> Mapping[str, Any]:
+        if service is None:
             return {}
         try:
-            stats = getattr(speech, method)()
+            stats = getattr(service, method)()
         except Exception as exc:
             log.warning("metrics: %s failed: %s", method, exc)
             return {}
         return stats if isinstance(stats, Mapping) else {}
 
     @staticmethod
-    def _probe(speech: SpeechStats | None, method: str) -> bool:
-        """One of the readiness probes (``db_ok``, ``cache_writable``), as /health/ready runs it."""
-        if speech is None:
+    def _probe(service: object | None, method: str) -> bool:
+        """One of the readiness probes (``database``, ``cache``), as /health/ready runs it."""
+        if service is None:
             return False
         try:
-            ok, error = getattr(speech, method)()
+            ok, error = getattr(service, method)()
         except Exception as exc:
             log.warning("metrics: %s raised: %s", method, exc)
             return False

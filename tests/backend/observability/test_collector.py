@@ -1,4 +1,4 @@
-"""The scrape-time collector reads the real queue, cache and database of a SpeechService.
+"""The scrape-time collector reads the real queue, cache and database of a Runtime.
 
 The service is built for real (migrated SQLite in a temp dir, its queue and cache); it is not
 started, because these gauges must be right without workers too. Jobs and cache entries are
@@ -17,14 +17,14 @@ from ef_backend.core.db import migrate
 from ef_backend.models import AudioFormat
 from ef_backend.observability.collector import EchoForgeCollector, sqlite_path
 from ef_backend.services.queue import NewJob
-from ef_backend.services.speech import SpeechService
+from ef_backend.services.runtime import Runtime
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.backend.observability.support import samples, value
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> SpeechService:
+def service(tmp_path: Path) -> Runtime:
     settings = Settings(
         data_dir=tmp_path / "data",
         queue_max=70,
@@ -33,12 +33,12 @@ def service(tmp_path: Path) -> SpeechService:
         commit="abc1234",
     )
     migrate(settings)
-    svc = SpeechService(settings=settings)
+    svc = Runtime(settings=settings)
     yield svc
     svc.db_engine.dispose()
 
 
-def scrape(svc: SpeechService | None, settings: Settings) -> str:
+def scrape(svc: Runtime | None, settings: Settings) -> str:
     registry = CollectorRegistry()
     registry.register(EchoForgeCollector(settings, lambda: svc))
     return generate_latest(registry).decode()
@@ -69,7 +69,7 @@ def db_files_size(settings: Settings) -> int:
     return total
 
 
-def test_queue_depth_and_oldest_age_follow_the_queue(service: SpeechService) -> None:
+def test_queue_depth_and_oldest_age_follow_the_queue(service: Runtime) -> None:
     settings = service.settings
     empty = scrape(service, settings)
     assert value(empty, "ef_tts_queue_depth") == 0
@@ -85,7 +85,7 @@ def test_queue_depth_and_oldest_age_follow_the_queue(service: SpeechService) -> 
     assert value(scrape(service, settings), "ef_tts_queue_depth") == 2
 
 
-def test_cache_gauges_follow_the_cache(service: SpeechService) -> None:
+def test_cache_gauges_follow_the_cache(service: Runtime) -> None:
     settings = service.settings
     before = scrape(service, settings)
     assert value(before, "ef_audio_cache_entries") == 0
@@ -98,7 +98,7 @@ def test_cache_gauges_follow_the_cache(service: SpeechService) -> None:
     assert value(after, "ef_audio_cache_size_bytes") == 3500
 
 
-def test_db_size_is_file_plus_wal_and_grows_with_writes(service: SpeechService) -> None:
+def test_db_size_is_file_plus_wal_and_grows_with_writes(service: Runtime) -> None:
     settings = service.settings
     before = value(scrape(service, settings), "ef_db_size_bytes")
     assert before == db_files_size(settings) > 0
@@ -109,7 +109,7 @@ def test_db_size_is_file_plus_wal_and_grows_with_writes(service: SpeechService) 
     assert after == db_files_size(settings)
 
 
-def test_db_up_reflects_a_real_probe(service: SpeechService) -> None:
+def test_db_up_reflects_a_real_probe(service: Runtime) -> None:
     settings = service.settings
     assert value(scrape(service, settings), "ef_db_up") == 1
     # Corrupt the database file: the write-and-rollback probe fails and the gauge says so.
@@ -132,7 +132,7 @@ def test_without_a_service_only_build_and_probe_state_are_reported(tmp_path: Pat
     assert value(text, "ef_audio_cache_writable") == 0  # no service yet: not ready either
 
 
-def test_build_info_labels(service: SpeechService) -> None:
+def test_build_info_labels(service: Runtime) -> None:
     text = scrape(service, service.settings)
     assert value(text, "ef_build_info", version="9.9.9", commit="abc1234") == 1
 

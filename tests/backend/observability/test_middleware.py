@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from ef_backend.core.config import Settings
-from ef_backend.observability.setup import install
+from ef_backend.observability.install import install
 from ef_common.spans import LeanTracerProvider
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles

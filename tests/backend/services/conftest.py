@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from ef_backend.core import db
 from ef_backend.core.config import Settings
-from ef_backend.services.speech import SpeechService
+from ef_backend.services.runtime import Runtime
 from sqlalchemy import Engine
 
 SettingsFactory = Callable[..., Settings]
@@ -45,21 +45,21 @@ def sessions(migrated: Engine) -> db.SessionFactory:
     return db.session_factory(migrated)
 
 
-ServiceFactory = Callable[..., Awaitable[SpeechService]]
+ServiceFactory = Callable[..., Awaitable[Runtime]]
 
 
 @pytest.fixture
 async def service_factory(make_settings: SettingsFactory) -> AsyncIterator[ServiceFactory]:
-    """Build a `SpeechService` on a migrated database; ``start=False`` leaves the workers off.
+    """Build a `Runtime` on a migrated database; ``start=False`` leaves the workers off.
 
     Every service built here is stopped at the end of the test.
     """
-    built: list[SpeechService] = []
+    built: list[Runtime] = []
 
-    async def build(*, start: bool = True, **overrides: Any) -> SpeechService:
+    async def build(*, start: bool = True, **overrides: Any) -> Runtime:
         settings = make_settings(**overrides)
         db.migrate(settings)
-        service = SpeechService(settings=settings)
+        service = Runtime(settings=settings)
         built.append(service)
         if start:
             await service.start()

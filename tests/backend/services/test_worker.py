@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from ef_backend.models import Job, JobStatus
-from ef_backend.services import speech as speech_module
-from ef_backend.services.speech import SpeechRequest, SpeechService
+from ef_backend.services import runtime as runtime_module
+from ef_backend.services.runtime import Runtime
+from ef_backend.services.speech import SpeechRequest
 from ef_backend.services.worker import WAITING_FOR_ENGINE
 
 from tests.backend.services.conftest import ServiceFactory
@@ -37,22 +38,26 @@ def private_engines(tmp_path: Path) -> Iterator[list[Server]]:
         server.stop()
 
 
-async def voice_of(service: SpeechService) -> dict[str, str]:
+async def voice_of(service: Runtime) -> dict[str, str]:
     """Engine, model and default voice: what a job for this engine is keyed by."""
-    info = await service.engine_info()
-    return {"engine": info.engine, "model": info.model, "voice": await service.resolve_voice(None)}
+    info = await service.engine.identity()
+    return {
+        "engine": info.engine,
+        "model": info.model,
+        "voice": await service.speech.resolve_voice(None),
+    }
 
 
-async def finished(service: SpeechService, job_id: str, timeout: float = 60.0) -> Job:
+async def finished(service: Runtime, job_id: str, timeout: float = 60.0) -> Job:
     def done() -> bool:
-        return service.get_job(job_id).status in (
+        return service.jobs.get(job_id).status in (
             JobStatus.succeeded,
             JobStatus.failed,
             JobStatus.cancelled,
         )
 
     await wait_until(done, timeout=timeout)
-    return service.get_job(job_id)
+    return service.jobs.get(job_id)
 
 
 async def test_engine_stopped_midway_keeps_the_job_until_it_is_back(
@@ -64,18 +69,18 @@ async def test_engine_stopped_midway_keeps_the_job_until_it_is_back(
     service = await service_factory(
         tts_url=f"http://127.0.0.1:{port}", job_retry_backoff_s=0.1, job_max_attempts=2
     )
-    await service.voices()  # the engine's identity and voices are known from now on
-    await service.engine_info()
+    await service.speech.voices()  # the engine's identity and voices are known from now on
+    await service.engine.identity()
     private_engines.pop().stop()  # the engine goes down
     retried = metric("ef_tts_jobs_total", outcome="retried")
     unreachable = metric("ef_tts_failures_total", reason="unreachable")
-    job = await service.submit(SpeechRequest(text="The engine went away. It came back."))
+    job = await service.speech.submit(SpeechRequest(text="The engine went away. It came back."))
     await wait_until(
         lambda: metric("ef_tts_failures_total", reason="unreachable") >= unreachable + 3,
         timeout=60,
     )
-    await wait_until(lambda: service.get_job(job.id).status is JobStatus.queued, timeout=60)
-    waiting = service.get_job(job.id)  # back in the queue, paused (at least 5 s) before a retry
+    await wait_until(lambda: service.jobs.get(job.id).status is JobStatus.queued, timeout=60)
+    waiting = service.jobs.get(job.id)  # back in the queue, paused (at least 5 s) before a retry
     assert (waiting.error or "").startswith(WAITING_FOR_ENGINE), waiting.error
     assert "unreachable" in (waiting.error or "")
     assert waiting.attempts <= 1, "waiting for the engine uses up no attempt"
@@ -84,7 +89,7 @@ async def test_engine_stopped_midway_keeps_the_job_until_it_is_back(
     assert done.status is JobStatus.succeeded, done.error
     assert done.attempts == 1 and done.error is None and done.error_reason is None
     assert metric("ef_tts_jobs_total", outcome="retried") == retried
-    assert service.job_audio(job.id).data[:4] == b"RIFF"
+    assert service.jobs.audio(job.id).data[:4] == b"RIFF"
 
 
 @pytest.mark.parametrize("engine_state", ["unreachable", "model_failed"])
@@ -112,12 +117,12 @@ async def test_an_engine_that_stays_down_loses_no_job(
     job, _ = service.queue.enqueue(new_job("Nobody will say this until the engine is back."))
     service.events.work_queued()
     await wait_until(lambda: metric("ef_tts_failures_total", reason=reason) >= down + 3, timeout=60)
-    await wait_until(lambda: service.get_job(job.id).status is JobStatus.queued, timeout=60)
-    waiting = service.get_job(job.id)  # back in the queue, paused (at least 5 s) before a retry
+    await wait_until(lambda: service.jobs.get(job.id).status is JobStatus.queued, timeout=60)
+    waiting = service.jobs.get(job.id)  # back in the queue, paused (at least 5 s) before a retry
     assert (waiting.error or "").startswith(WAITING_FOR_ENGINE), waiting.error
     assert waiting.error_reason is None and waiting.attempts <= 1
     assert metric("ef_tts_jobs_total", outcome="failed") == failed
-    assert service.failed_jobs(limit=10, offset=0)[1] == 0
+    assert service.jobs.list(limit=10, offset=0, status=JobStatus.failed)[1] == 0
     # A client may still give up on it: a waiting job is queued, so it can be cancelled.
     assert service.queue.cancel(job.id).status is JobStatus.cancelled
 
@@ -144,7 +149,7 @@ async def test_engine_errors_other_than_down_are_retried_then_fail(
     assert done.status is JobStatus.failed
     assert done.error_reason == "engine_error" and done.attempts == 3
     assert metric("ef_tts_jobs_total", outcome="retried") == retried + 2
-    failed_jobs, count = service.failed_jobs(limit=10, offset=0)
+    failed_jobs, count = service.jobs.list(limit=10, offset=0, status=JobStatus.failed)
     assert count == 1 and failed_jobs[0].id == job.id
 
 
@@ -227,7 +232,7 @@ async def test_a_job_of_a_dead_worker_is_requeued_when_its_lease_expires(
     claimed = service.queue.claim("crashed-process:0")
     assert claimed is not None and claimed.id == job.id
     await service.start()  # the lease is still valid: the job stays with the dead worker ...
-    assert service.get_job(job.id).worker_id == "crashed-process:0"
+    assert service.jobs.get(job.id).worker_id == "crashed-process:0"
     done = await finished(service, job.id)  # ... until it expires and the requeue loop acts
     assert done.status is JobStatus.succeeded
     assert done.worker_id != "crashed-process:0" and done.attempts == 2
@@ -252,13 +257,13 @@ async def test_expired_jobs_are_requeued_at_start(
 async def test_stop_releases_a_running_job_and_a_new_process_resumes_it(
     service_factory: ServiceFactory, piper_tts: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(speech_module, "STOP_GRACE_S", 0.0)
+    monkeypatch.setattr(runtime_module, "STOP_GRACE_S", 0.0)
     text = " ".join(f"This is sentence number {n} of a long announcement." for n in range(12))
     first = await service_factory(tts_url=piper_tts.url, tts_concurrency=1)
-    job = await first.submit(SpeechRequest(text=text))
-    await wait_until(lambda: first.get_job(job.id).sentences_done >= 2)
+    job = await first.speech.submit(SpeechRequest(text=text))
+    await wait_until(lambda: first.jobs.get(job.id).sentences_done >= 2)
     await first.stop()
-    released = first.get_job(job.id)
+    released = first.jobs.get(job.id)
     if released.status is JobStatus.succeeded:
         pytest.fail("the job finished before stop(): make the text longer")
     assert released.status is JobStatus.queued and released.worker_id is None
@@ -282,7 +287,7 @@ async def test_a_restart_after_kill_9_requeues_at_once_despite_a_long_lease(
     killed.wait()
     assert service.queue.claim(f"{socket.gethostname()}:{killed.pid}:deadbeef:0") is not None
     await service.start()
-    assert service.get_job(job.id).worker_id != f"{socket.gethostname()}:{killed.pid}:deadbeef:0"
+    assert service.jobs.get(job.id).worker_id != f"{socket.gethostname()}:{killed.pid}:deadbeef:0"
     done = await finished(service, job.id)
     assert done.status is JobStatus.succeeded and done.attempts == 2
 
@@ -294,9 +299,9 @@ async def test_a_waiter_sees_a_job_finished_by_another_process(
     waiter = await service_factory(tts_url=piper_tts.url, start=False)
     worker = await service_factory(tts_url=piper_tts.url, data_dir=waiter.settings.data_dir)
     assert waiter.events is not worker.events
-    result = await waiter.synthesize(SpeechRequest(text="Finished somewhere else entirely."))
+    result = await waiter.speech.synthesize(SpeechRequest(text="Finished somewhere else entirely."))
     assert not result.cache_hit and result.job_id is not None
-    job = waiter.get_job(result.job_id)
+    job = waiter.jobs.get(result.job_id)
     assert job.status is JobStatus.succeeded
     assert job.worker_id is not None and job.worker_id.startswith(
         f"{socket.gethostname()}:{os.getpid()}:{worker.workers._token}:"

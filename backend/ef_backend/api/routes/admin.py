@@ -14,8 +14,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from ef_backend.api.deps import SettingsDep, SpeechDep, admin_only, rate_limit
-from ef_backend.api.responses import errors
+from ef_backend.api.deps import AdminDep, JobsDep, SettingsDep, admin_only, rate_limit
+from ef_backend.api.openapi_responses import errors
 from ef_backend.api.routes.jobs import JobId
 from ef_backend.api.schemas import (
     AdminLinksPublic,
@@ -48,8 +48,8 @@ router = APIRouter(
     description="Jobs by status, the age of the oldest queued job, workers and EF_QUEUE_MAX.",
     responses=errors(403, 429),
 )
-def queue_stats(speech: SpeechDep) -> QueueStatsPublic:
-    return QueueStatsPublic.model_validate(speech.queue_stats())
+def queue_stats(admin: AdminDep) -> QueueStatsPublic:
+    return QueueStatsPublic.model_validate(admin.queue_stats())
 
 
 @router.get(
@@ -60,12 +60,12 @@ def queue_stats(speech: SpeechDep) -> QueueStatsPublic:
     responses=errors(403, 422, 429),
 )
 def failed_jobs(
-    speech: SpeechDep,
+    jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobsPublic:
-    jobs, count = speech.failed_jobs(limit=limit, offset=offset)
-    return JobsPublic(data=[job_public(j) for j in jobs], count=count, limit=limit, offset=offset)
+    found, count = jobs.list(limit=limit, offset=offset, status=JobStatus.failed)
+    return JobsPublic(data=[job_public(j) for j in found], count=count, limit=limit, offset=offset)
 
 
 @router.get(
@@ -76,14 +76,14 @@ def failed_jobs(
     responses=errors(403, 422, 429),
 )
 def list_jobs(
-    speech: SpeechDep,
+    jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
     status: JobStatus | None = None,
 ) -> JobsAdminPublic:
-    jobs, count = speech.list_jobs(limit=limit, offset=offset, status=status)
+    found, count = jobs.list(limit=limit, offset=offset, status=status)
     return JobsAdminPublic(
-        data=[job_admin(j) for j in jobs], count=count, limit=limit, offset=offset
+        data=[job_admin(j) for j in found], count=count, limit=limit, offset=offset
     )
 
 
@@ -93,8 +93,8 @@ def list_jobs(
     summary="Get any job",
     responses=errors(403, 404, 422, 429),
 )
-def get_job(job_id: JobId, speech: SpeechDep) -> JobAdminPublic:
-    return job_admin(speech.get_job(job_id))
+def get_job(job_id: JobId, jobs: JobsDep) -> JobAdminPublic:
+    return job_admin(jobs.get(job_id))
 
 
 @router.delete(
@@ -104,8 +104,8 @@ def get_job(job_id: JobId, speech: SpeechDep) -> JobAdminPublic:
     description="Only a queued job can be cancelled; a running or finished one answers 409.",
     responses=errors(403, 404, 409, 422, 429),
 )
-def cancel_job(job_id: JobId, speech: SpeechDep) -> JobAdminPublic:
-    job = speech.cancel_job(job_id)
+def cancel_job(job_id: JobId, jobs: JobsDep) -> JobAdminPublic:
+    job = jobs.cancel(job_id)
     log.info("admin cancelled job %s", job.id)
     return job_admin(job)
 
@@ -117,8 +117,8 @@ def cancel_job(job_id: JobId, speech: SpeechDep) -> JobAdminPublic:
     description="Puts the job back in the queue; a queued, running or succeeded job answers 409.",
     responses=errors(403, 404, 409, 422, 429),
 )
-def retry_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
-    job = speech.retry_job(job_id)
+def retry_job(job_id: JobId, jobs: JobsDep) -> JobPublic:
+    job = jobs.retry(job_id)
     log.info("admin requeued job %s", job.id)
     return job_public(job)
 
@@ -130,8 +130,8 @@ def retry_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
     description="Entries, bytes used, EF_CACHE_MAX_BYTES, hits and evictions.",
     responses=errors(403, 429),
 )
-def cache_stats(speech: SpeechDep) -> CacheStatsPublic:
-    return CacheStatsPublic.model_validate(speech.cache_stats())
+def cache_stats(admin: AdminDep) -> CacheStatsPublic:
+    return CacheStatsPublic.model_validate(admin.cache_stats())
 
 
 @router.delete(
@@ -141,8 +141,8 @@ def cache_stats(speech: SpeechDep) -> CacheStatsPublic:
     description="Deletes every cached audio file and its metadata; jobs keep their records.",
     responses=errors(403, 429),
 )
-def purge_cache(speech: SpeechDep) -> CachePurged:
-    removed = speech.purge_cache()
+def purge_cache(admin: AdminDep) -> CachePurged:
+    removed = admin.purge_cache()
     log.info("admin purged the audio cache: %d entries", removed)
     return CachePurged(removed=removed)
 

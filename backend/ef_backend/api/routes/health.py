@@ -17,8 +17,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ef_backend.api.deps import SettingsDep, SpeechDep
-from ef_backend.api.responses import errors
+from ef_backend.api.deps import HealthDep, SettingsDep
+from ef_backend.api.openapi_responses import errors
 from ef_backend.api.schemas import (
     CheckResult,
     CheckStatus,
@@ -27,7 +27,7 @@ from ef_backend.api.schemas import (
     Liveness,
 )
 from ef_backend.core.config import Settings
-from ef_backend.services.speech import EngineHealth, SpeechService
+from ef_backend.services.health import EngineHealth, HealthService
 from ef_backend.wyoming import WyomingListener
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -51,27 +51,26 @@ async def _timed(probe: Callable[[], Awaitable[ProbeResult]]) -> CheckResult:
     return CheckResult(status=status, duration_ms=duration_ms, error=error, detail=detail)
 
 
-async def _database(speech: SpeechService) -> ProbeResult:
-    ok, error = await asyncio.to_thread(speech.db_ok)
+async def _database(probes: HealthService) -> ProbeResult:
+    ok, error = await asyncio.to_thread(probes.database)
     return ("ok" if ok else "fail"), error, {}
 
 
-async def _cache(speech: SpeechService) -> ProbeResult:
-    ok, error = await asyncio.to_thread(speech.cache_writable)
+async def _cache(probes: HealthService) -> ProbeResult:
+    ok, error = await asyncio.to_thread(probes.cache)
     return ("ok" if ok else "fail"), error, {}
 
 
-async def _queue(speech: SpeechService, settings: Settings) -> ProbeResult:
-    counts = (await asyncio.to_thread(speech.queue_stats)).get("counts")
-    depth = counts.get("queued", 0) if isinstance(counts, dict) else 0
+async def _queue(probes: HealthService, settings: Settings) -> ProbeResult:
+    depth = await asyncio.to_thread(probes.queued_jobs)
     detail = {"depth": depth, "max": settings.queue_max}
     if depth >= settings.queue_max:
         return "warn", "queue full: new work gets 503 until it drains", detail
     return "ok", None, detail
 
 
-async def _engine(speech: SpeechService, *, require_model: bool) -> ProbeResult:
-    health = await speech.engine_health()
+async def _engine(probes: HealthService, *, require_model: bool) -> ProbeResult:
+    health = await probes.engine()
     # Ready needs the engine reachable; healthy also needs its model and a good sample.
     ok = health.reachable and (not require_model or (health.model_loaded and not health.error))
     detail = {
@@ -119,12 +118,12 @@ def _answer(checks: dict[str, CheckResult], settings: Settings) -> JSONResponse:
     ),
     responses={**_UNHEALTHY, **errors()},
 )
-async def health(request: Request, speech: SpeechDep, settings: SettingsDep) -> JSONResponse:
+async def health(request: Request, probes: HealthDep, settings: SettingsDep) -> JSONResponse:
     checks = {
         "api": CheckResult(status="ok", duration_ms=0.0, detail={"version": settings.version}),
-        "database": await _timed(lambda: _database(speech)),
-        "queue": await _timed(lambda: _queue(speech, settings)),
-        "engine": await _timed(lambda: _engine(speech, require_model=True)),
+        "database": await _timed(lambda: _database(probes)),
+        "queue": await _timed(lambda: _queue(probes, settings)),
+        "engine": await _timed(lambda: _engine(probes, require_model=True)),
     }
     listener: WyomingListener | None = request.app.state.wyoming
     if listener is not None:
@@ -139,11 +138,11 @@ async def health(request: Request, speech: SpeechDep, settings: SettingsDep) -> 
     description="Database writable, engine reachable, audio cache writable; else 503.",
     responses={**_UNHEALTHY, **errors()},
 )
-async def ready(speech: SpeechDep, settings: SettingsDep) -> JSONResponse:
+async def ready(probes: HealthDep, settings: SettingsDep) -> JSONResponse:
     checks = {
-        "database": await _timed(lambda: _database(speech)),
-        "engine": await _timed(lambda: _engine(speech, require_model=False)),
-        "cache": await _timed(lambda: _cache(speech)),
+        "database": await _timed(lambda: _database(probes)),
+        "engine": await _timed(lambda: _engine(probes, require_model=False)),
+        "cache": await _timed(lambda: _cache(probes)),
     }
     return _answer(checks, settings)
 
@@ -175,9 +174,9 @@ async def live() -> Liveness:
         **errors(),
     },
 )
-async def engine(speech: SpeechDep) -> JSONResponse:
+async def engine(probes: HealthDep) -> JSONResponse:
     started = time.perf_counter()
-    health: EngineHealth = await speech.engine_health()
+    health: EngineHealth = await probes.engine()
     ok = health.reachable and health.model_loaded and not health.error
     body = EngineHealthPublic(
         status="ok" if ok else "fail",

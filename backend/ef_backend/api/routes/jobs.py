@@ -10,9 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
-from ef_backend.api.replies import audio_reply
-from ef_backend.api.responses import audio_response, errors
+from ef_backend.api.audio_replies import audio_reply
+from ef_backend.api.deps import CallerDep, JobsDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.openapi_responses import audio_response, errors
 from ef_backend.api.schemas import SpeechBody, job_public
 from ef_backend.models import JobPublic, JobsPublic, JobStatus
 from ef_backend.services.speech import SpeechRequest
@@ -77,13 +77,13 @@ async def create_job(
     responses=errors(401, 422, 429),
 )
 def list_jobs(
-    speech: SpeechDep,
+    jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
     status: JobStatus | None = None,
 ) -> JobsPublic:
-    jobs, count = speech.list_jobs(limit=limit, offset=offset, status=status)
-    return JobsPublic(data=[job_public(j) for j in jobs], count=count, limit=limit, offset=offset)
+    found, count = jobs.list(limit=limit, offset=offset, status=status)
+    return JobsPublic(data=[job_public(j) for j in found], count=count, limit=limit, offset=offset)
 
 
 @router.get(
@@ -92,11 +92,11 @@ def list_jobs(
     summary="Get a job",
     responses=errors(401, 404, 422, 429),
 )
-def get_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
-    job = speech.get_job(job_id)
+def get_job(job_id: JobId, jobs: JobsDep) -> JobPublic:
+    job = jobs.get(job_id)
     public = job_public(job)
     if job.status is JobStatus.queued:
-        public.queue_position = speech.queue.position(job)
+        public.queue_position = jobs.queue_position(job)
     return public
 
 
@@ -111,8 +111,8 @@ def get_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
         ),
     },
 )
-def get_job_audio(job_id: JobId, speech: SpeechDep, settings: SettingsDep) -> Response:
-    audio = speech.job_audio(job_id)
+def get_job_audio(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> Response:
+    audio = jobs.audio(job_id)
     return audio_reply(audio, audio.file.format, accel_prefix=settings.accel_redirect_prefix)
 
 
@@ -123,5 +123,5 @@ def get_job_audio(job_id: JobId, speech: SpeechDep, settings: SettingsDep) -> Re
     description="Only a queued job can be cancelled; a running or finished one answers 409.",
     responses=errors(401, 404, 409, 422, 429),
 )
-def cancel_job(job_id: JobId, speech: SpeechDep) -> JobPublic:
-    return job_public(speech.cancel_job(job_id))
+def cancel_job(job_id: JobId, jobs: JobsDep) -> JobPublic:
+    return job_public(jobs.cancel(job_id))

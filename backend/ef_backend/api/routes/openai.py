@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
+from ef_backend.api.audio_replies import audio_reply, sse_reply, stream_reply
 from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
-from ef_backend.api.replies import audio_reply, sse_reply, stream_reply
-from ef_backend.api.responses import audio_response, errors
+from ef_backend.api.openapi_responses import audio_response, errors
 from ef_backend.api.schemas import (
     STREAM_FORMATS,
     ModelPublic,

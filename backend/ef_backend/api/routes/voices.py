@@ -8,7 +8,7 @@ from ef_common.voices import OPENAI_VOICES
 from fastapi import APIRouter, Depends
 
 from ef_backend.api.deps import SpeechDep, rate_limit
-from ef_backend.api.responses import errors
+from ef_backend.api.openapi_responses import errors
 from ef_backend.api.schemas import VoicePublic, VoicesPublic
 from ef_backend.core.errors import UnknownVoice
 

@@ -3,7 +3,7 @@
 ``create_app`` calls it last, after adding its own middleware, so that our middleware is the
 outermost and sees every response (429s and CORS preflights included)::
 
-    install(app, settings, lambda: app.state.speech)
+    install(app, settings, lambda: app.state.runtime)
 
 It adds the request middleware (request id, access log, ``ef_http_*`` metrics), ``GET /metrics``
 with the scrape-time collector and ``ef_build_info``, and OpenTelemetry tracing when ``OTEL_*``
@@ -54,13 +54,13 @@ def _http_observer() -> HttpObserver:
 def install(
     app: FastAPI,
     settings: Settings,
-    speech_getter: Callable[[], Any],
+    runtime_getter: Callable[[], Any],
     *,
     tracer_provider: Any | None = None,
 ) -> None:
     """Make ``app`` observable: middleware, ``/metrics``, collector, build info, tracing.
 
-    ``speech_getter`` returns the running ``SpeechService`` (or None while starting); it is
+    ``runtime_getter`` returns the running ``Runtime`` (or None while starting); it is
     called at scrape time, never at import. ``tracer_provider`` is for tests (an in-memory
     exporter); in production ``OTEL_*`` decides. Raises ``MultiprocessConfigError`` when
     ``EF_WORKERS > 1`` without Prometheus multiprocess mode.
@@ -70,7 +70,7 @@ def install(
 
     app.add_api_route(
         "/metrics",
-        metrics_endpoint(EchoForgeCollector(settings, speech_getter)),
+        metrics_endpoint(EchoForgeCollector(settings, runtime_getter)),
         methods=["GET"],
         include_in_schema=False,
         name="metrics",
