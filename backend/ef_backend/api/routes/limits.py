@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from ef_backend.api.deps import SettingsDep, rate_limit
-from ef_backend.api.responses import errors
+from ef_backend.api.openapi_responses import errors
 from ef_backend.api.schemas import STREAM_FORMATS, LimitsPublic
 from ef_backend.models import AudioFormat
 
