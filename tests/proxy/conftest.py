@@ -21,7 +21,8 @@ from tests.utils.procs import Server, free_port, start_ef_backend
 #: The one address allowed to use /api/admin in these tests (EF_ADMIN_CIDRS of proxy and backend).
 ADMIN_CLIENT = "127.0.0.2"
 OTHER_CLIENT = "127.0.0.3"
-HOSTS = "echoforge.test"
+#: EF_ALLOWED_HOSTS of proxy and backend (IP literals are always allowed).
+HOSTS = "echoforge.test,localhost"
 ACCEL_PREFIX = "/_ef_cache/"
 
 
@@ -67,6 +68,7 @@ def stack(piper_tts: Server, session_tmp: Path) -> Iterator[Stack]:
             "EF_ADMIN_CIDRS": admin,
             "EF_TRUSTED_PROXIES": "127.0.0.1/32",
             "EF_ACCEL_REDIRECT_PREFIX": ACCEL_PREFIX,
+            "EF_ALLOWED_HOSTS": HOSTS,
         },
     )
     proxy: Server | None = None

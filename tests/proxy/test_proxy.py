@@ -129,7 +129,8 @@ def test_admin_page_from_allowed_address_only(stack: Stack) -> None:
 
 def test_unknown_host_names_are_refused(stack: Stack) -> None:
     with client(stack.http) as c:
-        assert c.get("/health/live", headers={"Host": "echoforge.test"}).status_code == 200
+        for host in ("echoforge.test", "ECHOFORGE.test:8080", "192.168.1.10:8080", "[fd00::1]"):
+            assert c.get("/health/live", headers={"Host": host}).status_code == 200, host
         refused = c.get("/health/live", headers={"Host": "evil.example"})
         _nginx_page(refused, 421, "Misdirected Request")
 

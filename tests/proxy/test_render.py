@@ -30,7 +30,8 @@ def test_defaults_render_to_a_valid_configuration(tmp_path: Path) -> None:
     assert "${EF_" not in default + rendered["ef-server.inc"]
     assert "$remote_addr" in rendered["ef-server.inc"]
     assert "127.0.0.1/32 1; ::1/128 1; 192.168.1.0/24 1;" in default
-    assert 'server_name  "~.";' in default  # no EF_ALLOWED_HOSTS: any host name
+    # No EF_ALLOWED_HOSTS: localhost, as in the backend, and IP literals.
+    assert 'server_name  localhost "~^[0-9.]+$" "~^\\[[0-9a-f:.]+\\]$";' in default
     assert "# TLS off" in default
     assert _nginx_t(tmp_path).returncode == 0, _nginx_t(tmp_path).stderr
 
@@ -46,17 +47,23 @@ def test_dockerfile_ships_every_template_and_the_startup_script() -> None:
 
 def test_host_list_and_tls(tmp_path: Path) -> None:
     env = {
-        "EF_ALLOWED_HOSTS": "echoforge.lan, tts.example.org",
+        "EF_ALLOWED_HOSTS": "echoforge.lan, TTS.example.org,*.home.arpa",
         "EF_PROXY_TLS_CERT": "/etc/nginx/tls/tls.crt",
         "EF_PROXY_TLS_KEY": "/etc/nginx/tls/tls.key",
         **LOCAL,
     }
     assert render(tmp_path, env).returncode == 0
     default = (tmp_path / "conf.d" / "default.conf").read_text()
-    assert "server_name  echoforge.lan tts.example.org localhost 127.0.0.1;" in default
+    assert 'server_name  echoforge.lan tts.example.org *.home.arpa "~^[0-9.]+$"' in default
     assert "include conf.d/ef-tls.inc;" in default
     tls = (tmp_path / "conf.d" / "ef-tls.inc").read_text()
     assert "ssl_certificate /etc/nginx/tls/tls.crt;" in tls
+
+
+def test_any_host(tmp_path: Path) -> None:
+    assert render(tmp_path, {"EF_ALLOWED_HOSTS": "echoforge.lan,*", **LOCAL}).returncode == 0
+    default = (tmp_path / "conf.d" / "default.conf").read_text()
+    assert 'server_name  "~.";' in default
 
 
 @pytest.mark.parametrize(
