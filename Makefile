@@ -7,10 +7,10 @@ VENV := .venv
 COQUI_VENV := .venv-coqui
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml postgresql shellcheck
+APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml graphviz postgresql shellcheck
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate screenshots lock
+.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate screenshots lock diagrams
 
 help:
 	@echo "make run      start ef_tts (Piper) and the backend at http://127.0.0.1:8000"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint     ruff, mypy, hadolint, actionlint, zizmor, compose schema"
 	@echo "make bench    run the benchmarks under bench/"
 	@echo "make lock     refresh the dependency locks in requirements/ (after a pyproject change)"
+	@echo "make diagrams render diagrams/*.puml to docs/diagrams/*.svg (commit them; a test checks)"
 	@echo "make generate regenerate alerts/, recording rules and dashboards/ from monitoring/mixin/"
 	@echo "make screenshots  retake the web pages' screenshots in docs/screenshots/ (browser tests)"
 
@@ -51,6 +52,10 @@ $(COQUI_VENV)/.installed: requirements/engine-coqui.txt common/pyproject.toml tt
 	$(COQUI_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements/engine-coqui.txt
 	$(COQUI_VENV)/bin/pip install -q --no-deps -e common -e tts
 	@touch $@
+
+# The diagrams as SVG for the README and docs (Debian's plantuml, graphviz for the layout).
+diagrams: system-deps
+	plantuml -tsvg -failfast2 -o $(CURDIR)/docs/diagrams diagrams/*.puml
 
 # Refresh every lock after a dependency change in a pyproject.toml or requirements-dev.txt
 # (Dependabot proposes updates to them too). Resolved on PyPI for Linux x86_64, Python 3.11.
