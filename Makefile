@@ -110,6 +110,7 @@ bench: venv system-deps
 	$(PY) bench/run.py
 	$(PY) bench/spans.py
 	$(PY) bench/cache_hit.py
+	$(PY) bench/synthesis.py
 
 clean:
 	rm -rf $(VENV) $(COQUI_VENV) node_modules .stamp-* build .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,6 +87,11 @@ def _error_message(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
+def _deadline(limits: httpx.Timeout) -> float:
+    """The longest a whole engine call may take: its connect plus its read timeout."""
+    return (limits.connect or 0.0) + (limits.read or 0.0)
+
+
 def _retry_after(response: httpx.Response) -> float:
     try:
         return max(1.0, float(response.headers.get("Retry-After", RETRY_AFTER_S)))
@@ -94,17 +100,28 @@ def _retry_after(response: httpx.Response) -> float:
 
 
 class EngineClient:
-    """Async client of one engine at ``base_url``."""
+    """Async client of the engine at ``base_url``: one URL, or several replicas of the same
+    engine (a comma-separated list or a sequence, as EF_TTS_URL may give).
+
+    A call may name its replica (each worker keeps to one, so the load spreads); a call that
+    names none goes to the replica that answered last and moves on to the next one when a
+    replica cannot be reached.
+    """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         timeout_s: float = 60.0,
         connect_timeout_s: float = 3.0,
         retries: int = 2,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        urls = base_url.split(",") if isinstance(base_url, str) else list(base_url)
+        self.base_urls = [url.strip().rstrip("/") for url in urls if url.strip()]
+        if not self.base_urls:
+            raise ValueError("EF_TTS_URL names no engine")
+        self.base_url = self.base_urls[0]
+        self._preferred = 0
         self.retries = retries
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._client: httpx.AsyncClient | None = None
@@ -115,7 +132,7 @@ class EngineClient:
         # One connection pool per event loop (tests run several loops in one process).
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout)
+            self._client = httpx.AsyncClient(timeout=self._timeout)
             self._loop = loop
         return self._client
 
@@ -125,27 +142,75 @@ class EngineClient:
             with contextlib.suppress(RuntimeError):  # its event loop is gone: nothing to close
                 await client.aclose()
 
+    @property
+    def replica_count(self) -> int:
+        return len(self.base_urls)
+
     async def _request(
-        self, method: str, path: str, *, timeout: httpx.Timeout | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        replica: int | None = None,
+        timeout: httpx.Timeout | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send to ``replica``, or to the first replica that can be reached (see the class)."""
+        count = len(self.base_urls)
+        if replica is not None:
+            return await self._send(self.base_urls[replica % count], method, path, timeout, kwargs)
+        first = self._preferred
+        for step in range(count):
+            index = (first + step) % count
+            try:
+                response = await self._send(self.base_urls[index], method, path, timeout, kwargs)
+            except EngineUnavailable as exc:
+                if not exc.down or step == count - 1:
+                    raise
+                log.warning(
+                    "engine replica unreachable; trying the next",
+                    extra={"replica": self.base_urls[index]},
+                )
+                continue
+            self._preferred = index
+            return response
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _send(
+        self,
+        base_url: str,
+        method: str,
+        path: str,
+        timeout: httpx.Timeout | None,
+        kwargs: dict[str, Any],
     ) -> httpx.Response:
         """Send with trace context; retry refused connections; map transport errors."""
+        url = f"{base_url}{path}"
         with tracer.start_as_current_span(
             f"engine {method} {path}", kind=trace.SpanKind.CLIENT
         ) as span:
             span.set_attribute("http.request.method", method)
-            span.set_attribute("url.full", f"{self.base_url}{path}")
-            headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
+            span.set_attribute("url.full", url)
+            headers: dict[str, str] = dict(kwargs.get("headers") or {})
+            kwargs = {k: v for k, v in kwargs.items() if k != "headers"}
             propagate.inject(headers)
             attempt = 0
+            limits = timeout or self._timeout
             while True:
                 try:
-                    response = await self._http().request(
-                        method,
-                        path,
-                        headers=headers,
-                        timeout=timeout or self._timeout,
-                        **kwargs,
-                    )
+                    # httpx's read timeout is per read: an engine sending one byte a second
+                    # would never trip it. The whole call gets the same limit as a deadline.
+                    async with asyncio.timeout(_deadline(limits)):
+                        response = await self._http().request(
+                            method, url, headers=headers, timeout=limits, **kwargs
+                        )
+                except TimeoutError as exc:
+                    span.set_status(trace.StatusCode.ERROR, "timeout")
+                    raise EngineUnavailable(
+                        f"The speech engine at {base_url} did not finish its answer within "
+                        f"{_deadline(limits):g} s (EF_TTS_TIMEOUT_S).",
+                        reason="timeout",
+                    ) from exc
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     if attempt < self.retries:
                         await asyncio.sleep(_CONNECT_BACKOFF_S * 2**attempt)
@@ -153,7 +218,7 @@ class EngineClient:
                         continue
                     span.set_status(trace.StatusCode.ERROR, "unreachable")
                     raise EngineUnavailable(
-                        f"The speech engine at {self.base_url} is unreachable "
+                        f"The speech engine at {base_url} is unreachable "
                         f"({type(exc).__name__}); is ef_tts running?",
                         reason="unreachable",
                         down=True,
@@ -161,7 +226,7 @@ class EngineClient:
                 except httpx.TimeoutException as exc:
                     span.set_status(trace.StatusCode.ERROR, "timeout")
                     raise EngineUnavailable(
-                        f"The speech engine at {self.base_url} did not answer in time "
+                        f"The speech engine at {base_url} did not answer in time "
                         f"({type(exc).__name__}).",
                         reason="timeout",
                     ) from exc
@@ -170,7 +235,7 @@ class EngineClient:
                     # counts as an attempt (not "down"), or a poison job would loop forever.
                     span.set_status(trace.StatusCode.ERROR, "unreachable")
                     raise EngineUnavailable(
-                        f"The connection to the speech engine at {self.base_url} failed "
+                        f"The connection to the speech engine at {base_url} failed "
                         f"({type(exc).__name__}).",
                         reason="unreachable",
                     ) from exc
@@ -201,6 +266,7 @@ class EngineClient:
         speed: float = 1.0,
         language: str | None = None,
         timeout_s: float | None = None,
+        replica: int | None = None,
     ) -> EngineAudio:
         """A WAV of ``text``; ``voice`` None or "" is the engine's default voice.
 
@@ -220,9 +286,13 @@ class EngineClient:
             form["speed"] = f"{speed:g}"
         # POST keeps the text out of URLs (and so out of access logs); very old stock servers
         # only know GET.
-        response = await self._request("POST", "/api/tts", data=form, timeout=timeout)
+        response = await self._request(
+            "POST", "/api/tts", data=form, timeout=timeout, replica=replica
+        )
         if response.status_code == 405:
-            response = await self._request("GET", "/api/tts", params=form, timeout=timeout)
+            response = await self._request(
+                "GET", "/api/tts", params=form, timeout=timeout, replica=replica
+            )
         self._raise_for_status(response, "the synthesis")
         content_type = response.headers.get("content-type", "")
         if not content_type.startswith("audio/") and not response.content.startswith(b"RIFF"):

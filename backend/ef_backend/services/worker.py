@@ -47,6 +47,16 @@ T = TypeVar("T")
 IDLE_POLL_S = 0.5
 
 
+@dataclass
+class _Replica:
+    """The down state of one engine replica, shared by the workers that speak to it."""
+
+    paused_until: float = 0.0  # loop time
+    down_streak: int = 0
+    down_message: str | None = None
+    down_at: float = 0.0  # wall-clock time of the last engine call that found it down
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     concurrency: int
@@ -112,11 +122,9 @@ class WorkerPool:
         self._token = uuid.uuid4().hex[:8]
         # host:pid:token:index; the token tells this process from an earlier one with its pid.
         self._prefix = f"{self._host}:{os.getpid()}:{self._token}"
-        # While the engine is down every worker of the process pauses until then (loop time).
-        self._paused_until = 0.0
-        self._down_streak = 0
-        self._down_message: str | None = None
-        self._down_at = 0.0  # wall-clock time of the last engine call that found it down
+        # Worker i speaks to engine replica i % n (EF_TTS_URL may list several); while a replica
+        # is down, its workers pause and its jobs go back to the queue for the others.
+        self._replicas = [_Replica() for _ in range(client.replica_count)]
 
     @property
     def size(self) -> int:
@@ -164,50 +172,63 @@ class WorkerPool:
         log.info("workers stopped", extra={"released": len(pending)})
 
     def engine_down(self) -> str | None:
-        """Why the workers wait for the engine, or None while the last engine call worked."""
-        return self._down_message
+        """Why the workers wait for the engine (every replica down), or None."""
+        messages = [r.down_message for r in self._replicas]
+        return None if None in messages else messages[0]
 
     def engine_down_since(self, since: float) -> str | None:
-        """Why the engine is down, if an engine call found it down at or after ``since``
-        (Unix time): a job queued later has not been tried yet and may well succeed."""
-        if self._down_message is not None and self._down_at >= since:
-            return self._down_message
+        """Why the engine is down, if engine calls found every replica down at or after
+        ``since`` (Unix time): a job queued later has not been tried yet and may well succeed."""
+        if all(r.down_message is not None and r.down_at >= since for r in self._replicas):
+            return self._replicas[0].down_message
         return None
 
     def engine_is_back(self) -> None:
-        """The engine answered a probe: end the workers' pause now and forget the outage."""
-        if self._down_message is None and self._paused_until == 0.0:
+        """The engine answered a probe: end the workers' pause now and forget the outage (a
+        replica still down is found again by its next call)."""
+        if all(r.down_message is None and r.paused_until == 0.0 for r in self._replicas):
             return
-        self._engine_ok()
+        for index in range(len(self._replicas)):
+            self._engine_ok(index)
         self.events.work_queued()  # idle workers look at the queue again at once
         log.info("engine back; workers resume")
 
-    def _engine_ok(self) -> None:
-        self._paused_until = 0.0
-        self._down_streak, self._down_message = 0, None
+    def _replica_of(self, worker_id: str) -> int:
+        index = worker_id.rsplit(":", 1)[-1]
+        return int(index) % len(self._replicas) if index.isdigit() else 0
 
-    def _pause_for_engine(self, message: str, retry_after: float | None) -> float:
-        """Pause claiming (all workers): the engine's Retry-After, else a doubling backoff."""
-        self._down_message = message
-        self._down_at = time.time()
+    def _engine_ok(self, replica: int) -> None:
+        self._replicas[replica] = _Replica()
+
+    def _pause_for_engine(self, replica: int, message: str, retry_after: float | None) -> float:
+        """Pause claiming (the replica's workers): its Retry-After, else a doubling backoff."""
+        state = self._replicas[replica]
+        state.down_message = message
+        state.down_at = time.time()
         loop = asyncio.get_running_loop()
-        if loop.time() >= self._paused_until:
-            self._down_streak += 1  # once per pause, however many workers found it down
-        backoff = self.settings.retry_backoff_s * 2.0 ** min(self._down_streak, 16)
+        if loop.time() >= state.paused_until:
+            state.down_streak += 1  # once per pause, however many workers found it down
+        backoff = self.settings.retry_backoff_s * 2.0 ** min(state.down_streak, 16)
         delay = min(ENGINE_DOWN_MAX_PAUSE_S, max(retry_after or 0.0, backoff))
-        self._paused_until = max(self._paused_until, loop.time() + delay)
+        state.paused_until = max(state.paused_until, loop.time() + delay)
+        if self.engine_down() is None:
+            self.events.work_queued()  # the released job is for a replica that is up
         return delay
 
-    async def _wait_while_paused(self) -> None:
+    async def _wait_while_paused(self, replica: int) -> None:
         loop = asyncio.get_running_loop()
-        while not self._stopping.is_set() and (left := self._paused_until - loop.time()) > 0:
+        while (
+            not self._stopping.is_set()
+            and (left := self._replicas[replica].paused_until - loop.time()) > 0
+        ):
             # In slices, so that engine_is_back() (which zeroes the pause) is seen within 1 s.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=min(left, 1.0))
 
     async def _run(self, worker_id: str) -> None:
+        replica = self._replica_of(worker_id)
         while not self._stopping.is_set():
-            await self._wait_while_paused()
+            await self._wait_while_paused(replica)
             if self._stopping.is_set():
                 break
             try:
@@ -250,7 +271,9 @@ class WorkerPool:
         except _EngineDown as exc:
             # Not the job's fault: back to the queue without using up an attempt; sentences
             # already spoken stay cached, so the job resumes where it stopped.
-            delay = self._pause_for_engine(exc.message, exc.retry_after)
+            delay = self._pause_for_engine(
+                self._replica_of(worker_id), exc.message, exc.retry_after
+            )
             await asyncio.to_thread(
                 self.queue.release,
                 job.id,
@@ -377,7 +400,10 @@ class WorkerPool:
                 with tracer.start_as_current_span("engine.synthesize") as span:
                     span.set_attribute("ef.text_chars", len(sentence))
                     result = await self.client.synthesize(
-                        sentence, voice=job.voice, speed=job.speed
+                        sentence,
+                        voice=job.voice,
+                        speed=job.speed,
+                        replica=self._replica_of(worker_id),
                     )
                 elapsed = time.perf_counter() - started
                 pcm = await asyncio.to_thread(audio.read_wav, result.wav)
@@ -397,7 +423,7 @@ class WorkerPool:
                     job, worker_id, attempts, "engine_error", str(exc), exc
                 )
                 continue
-            self._engine_ok()
+            self._engine_ok(self._replica_of(worker_id))
             metrics.tts_synthesis_duration_seconds.labels(
                 job.engine or "unknown", job.voice
             ).observe(elapsed)
