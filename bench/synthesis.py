@@ -18,6 +18,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -78,7 +79,7 @@ def run(engine_url: str, backend_url: str, iterations: int, offset: int) -> dict
             _engine(engine, template.format(n="warm-up"))  # first call warms Piper's caches
             for i in range(iterations):
                 n = offset + i
-                calls = [
+                calls: list[tuple[str, Callable[[str], float]]] = [
                     (f"{kind}_engine", lambda t: _engine(engine, t)),
                     (f"{kind}_backend", lambda t: _backend(backend, t)),
                 ]
