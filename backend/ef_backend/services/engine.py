@@ -204,13 +204,6 @@ class EngineClient:
                         response = await self._http().request(
                             method, url, headers=headers, timeout=limits, **kwargs
                         )
-                except TimeoutError as exc:
-                    span.set_status(trace.StatusCode.ERROR, "timeout")
-                    raise EngineUnavailable(
-                        f"The speech engine at {base_url} did not finish its answer within "
-                        f"{_deadline(limits):g} s (EF_TTS_TIMEOUT_S).",
-                        reason="timeout",
-                    ) from exc
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     if attempt < self.retries:
                         await asyncio.sleep(_CONNECT_BACKOFF_S * 2**attempt)
@@ -223,11 +216,11 @@ class EngineClient:
                         reason="unreachable",
                         down=True,
                     ) from exc
-                except httpx.TimeoutException as exc:
+                except (TimeoutError, httpx.TimeoutException) as exc:
                     span.set_status(trace.StatusCode.ERROR, "timeout")
                     raise EngineUnavailable(
                         f"The speech engine at {base_url} did not answer in time "
-                        f"({type(exc).__name__}).",
+                        f"({type(exc).__name__}; the limit is {_deadline(limits):g} s).",
                         reason="timeout",
                     ) from exc
                 except httpx.TransportError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import socket
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -79,3 +80,9 @@ def new_job(
         client="tests",
         sentence_keys=speech.sentence_keys,
     )
+
+
+def listening(port: int) -> bool:
+    """Does something accept connections on 127.0.0.1:``port``?"""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

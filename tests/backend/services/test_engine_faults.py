@@ -8,7 +8,6 @@ The engines are small socket servers (stand-ins): a real ef_tts cannot be made t
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 from ef_backend.models import JobStatus
 
 from tests.backend.services.conftest import ServiceFactory
-from tests.backend.services.helpers import metric, new_job, wait_until
+from tests.backend.services.helpers import listening, metric, new_job, wait_until
 from tests.utils.procs import Server, free_port, start_server
 
 pytestmark = pytest.mark.server
@@ -58,15 +57,10 @@ def bad_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serve
         server.stop()
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 async def test_a_slow_or_silent_engine_times_out_and_frees_the_worker(
     service_factory: ServiceFactory, bad_engine: Server
 ) -> None:
-    await wait_until(lambda: _listening(bad_engine.port), timeout=30)
+    await wait_until(lambda: listening(bad_engine.port), timeout=30)
     service = await service_factory(
         tts_url=bad_engine.url,
         tts_timeout_s=1.0,
@@ -90,5 +84,6 @@ async def test_a_slow_or_silent_engine_times_out_and_frees_the_worker(
         assert (done.status, done.error_reason, done.attempts) == (JobStatus.failed, "timeout", 2)
         assert done.error is not None and "did not" in done.error
     assert metric("ef_tts_failures_total", reason="timeout") == timeouts + 4
-    assert metric("ef_tts_jobs_in_progress") == 0
+    # The worker leaves the job (gauge back down) right after writing its outcome.
+    await wait_until(lambda: metric("ef_tts_jobs_in_progress") == 0, timeout=10)
     assert service.workers.size == 1

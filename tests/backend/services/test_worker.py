@@ -18,7 +18,7 @@ from ef_backend.services.speech import SpeechRequest
 from ef_backend.services.worker import WAITING_FOR_ENGINE
 
 from tests.backend.services.conftest import ServiceFactory
-from tests.backend.services.helpers import metric, new_job, synth_calls, wait_until
+from tests.backend.services.helpers import listening, metric, new_job, synth_calls, wait_until
 from tests.utils.procs import Server, free_port, start_ef_tts, start_server
 
 pytestmark = pytest.mark.server
@@ -176,7 +176,7 @@ async def test_an_engine_that_drops_the_call_fails_the_job_after_its_attempts(
         log_dir=tmp_path / "logs",
     )
     private_engines.append(dropper)
-    await wait_until(lambda: _listening(port), timeout=30)
+    await wait_until(lambda: listening(port), timeout=30)
     service = await service_factory(
         tts_url=dropper.url, job_retry_backoff_s=0.05, job_max_attempts=3
     )
@@ -186,11 +186,6 @@ async def test_an_engine_that_drops_the_call_fails_the_job_after_its_attempts(
     assert done.status is JobStatus.failed
     assert done.error_reason == "unreachable" and done.attempts == 3
     assert service.workers.engine_down() is None, "a dropped call does not pause the workers"
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 async def test_an_engine_refusal_fails_at_once(
