@@ -45,12 +45,28 @@ def errors(
     }
 
 
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "One server-sent event (`stream_format: sse`).",
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "JSON: `{type: speech.audio.delta, audio: <base64>}` for each piece of "
+            "audio, then `{type: speech.audio.done, usage}`.",
+        },
+        "event": {"type": "string"},
+    },
+    "required": ["data"],
+}
+
+
 def audio_response(description: str, *, streamed: bool = False) -> dict[int | str, dict[str, Any]]:
     """A 200 whose body is audio in one of the formats (binary, not JSON)."""
     binary = {"schema": {"type": "string", "format": "binary"}}
     content: dict[str, Any] = {media: binary for media in dict.fromkeys(MEDIA_TYPES.values())}
     if streamed:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
+        # OpenAPI before 3.2: the schema of an event stream describes each event.
+        content["text/event-stream"] = {"schema": _SSE_EVENT}
     return {
         200: {
             "description": description,
