@@ -14,7 +14,31 @@ const updated = $("updated");
 const pauseButton = $("pause");
 const purgeDialog = $("purge-dialog");
 
+const TOKEN_STORAGE = "echoforge.adminToken";
+const tokenForm = $("token-form");
+const tokenInput = $("admin-token");
+
 const state = { paused: false, timer: null, cache: null, forbidden: false };
+
+/** The admin API, with the admin token (EF_ADMIN_TOKEN) when one was entered. */
+function admin(path, options = {}) {
+  const token = sessionStorage.getItem(TOKEN_STORAGE);
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  return getJSON(`/api/admin/${path}`, { ...options, headers });
+}
+
+/** The server wants a token (or a different one): ask for it, and stop refreshing till then. */
+function askForToken(error) {
+  clearTimeout(state.timer);
+  const had = sessionStorage.getItem(TOKEN_STORAGE);
+  $("token-hint").textContent = had
+    ? `The admin token was not accepted (${error.message}). Check it and try again.`
+    : "This server needs its admin token (EF_ADMIN_TOKEN) for the admin API.";
+  tokenForm.hidden = false;
+  updated.textContent = "Waiting for the admin token.";
+  document.documentElement.dataset.ready = "true";
+  tokenInput.focus();
+}
 
 function say(message) {
   statusEl.textContent = message;
@@ -264,15 +288,15 @@ const PROBLEM_TARGETS = {
 
 async function refresh() {
   clearTimeout(state.timer);
-  const jobs = (status) => getJSON(`/api/admin/jobs?status=${status}&limit=50`);
+  const jobs = (status) => admin(`jobs?status=${status}&limit=50`);
   const parts = {
     health: Promise.all([healthOf("/health"), healthOf("/health/ready")]),
-    queue: getJSON("/api/admin/queue"),
+    queue: admin("queue"),
     active: Promise.all([jobs("queued"), jobs("running")]),
-    failed: getJSON("/api/admin/jobs/failed?limit=50"),
-    cache: Promise.all([getJSON("/api/admin/cache"), getJSON("/api/admin/cache/hit-ratio")]),
-    errors: getJSON("/api/admin/errors?limit=30"),
-    links: getJSON("/api/admin/links"),
+    failed: admin("jobs/failed?limit=50"),
+    cache: Promise.all([admin("cache"), admin("cache/hit-ratio")]),
+    errors: admin("errors?limit=30"),
+    links: admin("links"),
   };
   const names = Object.keys(parts);
   const results = await Promise.allSettled(Object.values(parts));
@@ -281,6 +305,12 @@ async function refresh() {
     forbidden(denied.reason);
     return;
   }
+  const unauthorized = results.find((r) => r.status === "rejected" && r.reason instanceof ApiError && r.reason.status === 401);
+  if (unauthorized) {
+    askForToken(unauthorized.reason);
+    return;
+  }
+  tokenForm.hidden = true;
   const renderers = {
     health: ([health, ready]) => renderHealth(health, ready),
     queue: renderQueue,
@@ -319,7 +349,7 @@ async function act(label, request, done) {
 function retryJob(id) {
   return act(
     `Retry of job ${shortId(id)}`,
-    () => getJSON(`/api/admin/jobs/${encodeURIComponent(id)}/retry`, { method: "POST" }),
+    () => admin(`jobs/${encodeURIComponent(id)}/retry`, { method: "POST" }),
     (job) => `Job ${shortId(id)} is ${job.status} again.`,
   ).then(() => $("failed-title").focus());
 }
@@ -327,7 +357,7 @@ function retryJob(id) {
 function cancelJob(id) {
   return act(
     `Cancelling job ${shortId(id)}`,
-    () => getJSON(`/api/admin/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }),
+    () => admin(`jobs/${encodeURIComponent(id)}`, { method: "DELETE" }),
     () => `Job ${shortId(id)} cancelled.`,
   ).then(() => $("queue-title").focus());
 }
@@ -346,9 +376,16 @@ purgeDialog.addEventListener("close", () => {
     $("purge").focus();
     return;
   }
-  act("Purging the cache", () => getJSON("/api/admin/cache", { method: "DELETE" }), (result) => `Cache purged: ${formatNumber(result.removed)} entries removed.`).then(() =>
+  act("Purging the cache", () => admin("cache", { method: "DELETE" }), (result) => `Cache purged: ${formatNumber(result.removed)} entries removed.`).then(() =>
     $("cache-title").focus(),
   );
+});
+tokenForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_STORAGE, tokenInput.value.trim());
+  tokenInput.value = "";
+  say("Trying the admin token…");
+  refresh();
 });
 $("refresh").addEventListener("click", () => {
   refresh();
