@@ -47,7 +47,11 @@ const SETTINGS_STORAGE = "echoforge.settings";
 const HISTORY_STORAGE = "echoforge.history";
 const HISTORY_MAX = 20;
 const JOIN_AFTER_MS = 700; // a cache hit answers sooner; past this, follow the job
-const POLL_MS = 500;
+// Polls count against the rate limit (EF_RATE_LIMIT, 120 a minute by default): every second
+// at first, every 3 s once a synthesis has taken a while.
+const POLL_MS = 1000;
+const POLL_SLOW_MS = 3000;
+const POLL_SLOW_AFTER_MS = 15_000;
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const MEDIA_TYPES = {
   mp3: "audio/mpeg",
@@ -433,18 +437,20 @@ async function follow(run, jobId) {
   run.jobId = jobId;
   player.dataset.jobId = jobId;
   while (!run.over) {
+    let wait = performance.now() - run.started > POLL_SLOW_AFTER_MS ? POLL_SLOW_MS : POLL_MS;
     try {
       run.lastJob = await getJSON(`/api/v1/jobs/${encodeURIComponent(jobId)}`, {
         headers: headers(false),
         signal: run.controller.signal,
       });
-    } catch {
-      return run.lastJob;
+      if (run.over) break;
+      showJob(run.lastJob, run);
+      if (TERMINAL.has(run.lastJob.status)) break;
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 429)) return run.lastJob;
+      wait = Math.max(wait, (error.retryAfter || 5) * 1000); // over the rate limit: slow down
     }
-    if (run.over) break;
-    showJob(run.lastJob, run);
-    if (TERMINAL.has(run.lastJob.status)) break;
-    await sleep(POLL_MS);
+    await sleep(wait);
   }
   return run.lastJob;
 }

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.utils.procs import REPO
 
@@ -142,7 +143,13 @@ def open_page(browser: Browser) -> Iterator[OpenPage]:
         response = page.goto(url)
         assert response is not None
         if wait_ready:
-            page.wait_for_selector("html[data-ready]", state="attached")
+            try:
+                page.wait_for_selector("html[data-ready]", state="attached")
+            except PlaywrightTimeout:
+                raise AssertionError(
+                    f"{url} never became ready; console errors {watched.console_errors}, "
+                    f"uncaught {watched.page_errors}, CSP {watched.csp_violations()}"
+                ) from None
         return watched
 
     yield open_
