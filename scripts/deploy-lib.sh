@@ -112,13 +112,26 @@ wait_ready() {
     done
 }
 
+# The API key for the synthesis check when EF_API_KEYS is on: EF_DEPLOY_API_KEY, else the
+# monitoring probe's key file (secrets/probe_api_key), else none.
+api_key() {
+    if [ -n "${EF_DEPLOY_API_KEY:-}" ]; then
+        echo "$EF_DEPLOY_API_KEY"
+    elif [ -s "$EF_DEPLOY_DIR/secrets/probe_api_key" ]; then
+        head -n 1 "$EF_DEPLOY_DIR/secrets/probe_api_key"
+    fi
+}
+
 # A short synthesis through the proxy: the whole path (proxy, backend, queue, engine) works.
 smoke_synthesis() {
-    local url out status
+    local url out status key
     url="$(proxy_url)/api/v1/speech"
     out="$(mktemp)"
-    status="$(curl -s -o "$out" -w '%{http_code}' --max-time 120 -X POST "$url" \
-        -H 'Content-Type: application/json' ${EF_DEPLOY_API_KEY:+-H "Authorization: Bearer $EF_DEPLOY_API_KEY"} \
+    key="$(api_key)"
+    # The key goes to curl on stdin (a config line), never on its command line.
+    status="$(printf '%s' "${key:+header = \"Authorization: Bearer $key\"}" | curl -s -K - \
+        -o "$out" -w '%{http_code}' --max-time 120 -X POST "$url" \
+        -H 'Content-Type: application/json' \
         -d '{"text": "EchoForge deploy check."}' || true)"
     if [ "$status" = "200" ] && [ "$(head -c 4 "$out")" = "RIFF" ]; then
         rm -f "$out"

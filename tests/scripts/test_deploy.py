@@ -34,6 +34,8 @@ class Homelab:
     env: dict[str, str]
     unhealthy: set[str] = field(default_factory=set)
     mute: set[str] = field(default_factory=set)
+    #: When set, the stack wants ``Authorization: Bearer <key>`` on synthesis (EF_API_KEYS on).
+    api_key: str = ""
 
     def run(self, script: str, *args: str) -> subprocess.CompletedProcess[str]:
         elsewhere = self.dir.parent / "elsewhere"
@@ -86,7 +88,9 @@ def _stack_handler(lab: Homelab) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             running = lab.running.read_text()
-            if self.path == "/api/v1/speech" and running not in lab.mute:
+            if lab.api_key and self.headers.get("Authorization") != f"Bearer {lab.api_key}":
+                self._answer(401, b'{"detail": "API key missing or invalid"}', "application/json")
+            elif self.path == "/api/v1/speech" and running not in lab.mute:
                 self._answer(200, b"RIFF....WAVEfmt ", "audio/wav")
             else:
                 self._answer(502, b'{"detail": "engine failed"}', "application/json")
@@ -192,6 +196,19 @@ def test_failed_pull_rolls_back(lab: Homelab) -> None:
     assert "pull of v9.9.9 failed" in result.stderr
     assert lab.calls() == [("compose pull", "v9.9.9"), *_bring_up("v1.0.0")]
     assert lab.env_tag() == "v1.0.0"
+
+
+def test_synthesis_check_uses_the_probe_key_when_api_keys_are_on(lab: Homelab) -> None:
+    lab.api_key = "probe-key-0123456789abcdef"
+    refused = lab.run("deploy.sh", "v1.1.0")
+    assert refused.returncode == 3  # no key: neither version passes the check
+    assert "synthesis through the proxy failed (HTTP 401)" in refused.stderr
+    secrets = lab.dir / "secrets"
+    secrets.mkdir()
+    (secrets / "probe_api_key").write_text(lab.api_key + "\n")
+    result = lab.run("deploy.sh", "v1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert lab.api_key not in result.stderr
 
 
 def test_deploy_and_rollback_both_failing_exit_3(lab: Homelab) -> None:
