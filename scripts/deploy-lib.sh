@@ -143,6 +143,21 @@ smoke_synthesis() {
     return 1
 }
 
+# Before a deploy: a database backup inside the running backend (`ef backup`, kept in the data
+# volume's backups/), so that data a bad release writes can be undone. Nothing runs yet: skip.
+backup_database() {
+    if [ -n "${EF_DEPLOY_SKIP_BACKUP:-}" ]; then
+        log "backup skipped (EF_DEPLOY_SKIP_BACKUP is set)"
+        return 0
+    fi
+    if ! compose ps --status running --services 2>/dev/null | grep -qx ef_backend; then
+        log "no running ef_backend: nothing to back up"
+        return 0
+    fi
+    log "backing up the database (ef backup in ef_backend)"
+    compose exec -T ef_backend ef backup
+}
+
 # Pull, start and verify VERSION; the caller decides what a failure means.
 bring_up() {
     local version="$1"

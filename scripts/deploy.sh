@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/deploy.sh VERSION: move the homelab stack to VERSION, and back if it does not work.
 #
-# Records the running version, writes EF_TAG=VERSION to .env, pulls, brings the stack up, waits
+# Records the running version, backs the database up (ef backup in the running backend; skip with
+# EF_DEPLOY_SKIP_BACKUP=1), writes EF_TAG=VERSION to .env, pulls, brings the stack up, waits
 # for /health/ready through the proxy (EF_DEPLOY_TIMEOUT_S, default 300) and runs a short
 # synthesis. On any failure it rolls back to the recorded version and exits 1 (3 if the rollback
 # fails too; 2 for a refused start). Safe to run again; works from any directory.
@@ -20,6 +21,7 @@ PREVIOUS="$(running_version)"
 # A stack deployed by hand has no record yet: its .env version is the one to come back to.
 if [ -z "$(recorded current)" ] && [ -n "$PREVIOUS" ]; then echo "$PREVIOUS" >"$STATE_DIR/current"; fi
 log "deploying $VERSION (running now: ${PREVIOUS:-nothing recorded}) in $EF_DEPLOY_DIR"
+backup_database || die 2 "the database backup failed, nothing was changed; fix it (runbooks/backup-restore.md) or deploy with EF_DEPLOY_SKIP_BACKUP=1"
 
 if bring_up "$VERSION"; then
     record "$VERSION" deploy

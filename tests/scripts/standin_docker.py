@@ -7,7 +7,9 @@ what these tests check; the real images and `docker compose` run in GitHub Actio
 It records every call (argv, working directory, the EF_TAG compose would use: the environment's,
 else the last one in .env) as a JSON line in $STANDIN_DOCKER_LOG. `compose pull` fails for the
 tags in $STANDIN_DOCKER_MISSING (comma-separated); `compose up` writes the tag to
-$STANDIN_DOCKER_RUNNING, which the test's stand-in stack reads to decide how healthy it is.
+$STANDIN_DOCKER_RUNNING, which the test's stand-in stack reads to decide how healthy it is;
+`compose ps --services` lists ef_backend while something runs; `compose exec` fails when
+$STANDIN_DOCKER_FAIL_EXEC is set.
 """
 
 from __future__ import annotations
@@ -35,8 +37,14 @@ def main(argv: list[str]) -> int:
         if tag in missing:
             print(f"manifest for echoforge-backend:{tag} not found", file=sys.stderr)
             return 1
+    running = Path(os.environ["STANDIN_DOCKER_RUNNING"])
     if argv[:2] == ["compose", "up"]:
-        Path(os.environ["STANDIN_DOCKER_RUNNING"]).write_text(tag)
+        running.write_text(tag)
+    if argv[:2] == ["compose", "ps"] and running.exists() and running.read_text():
+        print("ef_backend\nef_tts")
+    if argv[:2] == ["compose", "exec"] and os.environ.get("STANDIN_DOCKER_FAIL_EXEC"):
+        print("ef backup: database is locked", file=sys.stderr)
+        return 1
     return 0
 
 

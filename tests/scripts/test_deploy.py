@@ -144,16 +144,24 @@ def _bring_up(tag: str) -> list[tuple[str, str]]:
     return [(cmd, tag) for cmd in UP]
 
 
+def _backup(tag: str) -> list[tuple[str, str]]:
+    """What a deploy runs first while ``tag`` runs: is ef_backend up? then ``ef backup`` in it."""
+    return [("compose ps", tag), ("compose exec", tag)]
+
+
 def test_good_deploy_records_the_new_version(lab: Homelab) -> None:
     result = lab.run("deploy.sh", "v1.1.0")
     assert result.returncode == 0, result.stderr
-    assert lab.calls() == _bring_up("v1.1.0")
+    assert lab.calls() == [*_backup("v1.0.0"), *_bring_up("v1.1.0")]
+    rows = [json.loads(line) for line in lab.log.read_text().splitlines()]
+    assert rows[1]["argv"] == ["compose", "exec", "-T", "ef_backend", "ef", "backup"]
     assert (lab.state("current"), lab.state("previous")) == ("v1.1.0", "v1.0.0")
     assert lab.env_tag() == "v1.1.0"
     assert stat.S_IMODE((lab.dir / ".env").stat().st_mode) == 0o600
     log = (lab.dir / ".deploy" / "deploy.log").read_text()
     for step in (
         "deploying v1.1.0 (running now: v1.0.0)",
+        "backing up the database (ef backup in ef_backend)",
         "pulling images for v1.1.0",
         "starting the stack at v1.1.0",
         "ready (",
@@ -171,7 +179,13 @@ def test_unhealthy_deploy_rolls_back_to_the_recorded_version(lab: Homelab) -> No
     assert result.returncode == 1
     assert "deploy of v1.2.0 failed; rolled back to v1.1.0, which is running" in result.stderr
     assert "not ready after 2s (last answer: 503)" in result.stderr
-    assert lab.calls() == [*_bring_up("v1.1.0"), *_bring_up("v1.2.0"), *_bring_up("v1.1.0")]
+    assert lab.calls() == [
+        *_backup("v1.0.0"),
+        *_bring_up("v1.1.0"),
+        *_backup("v1.1.0"),
+        *_bring_up("v1.2.0"),
+        *_bring_up("v1.1.0"),
+    ]
     assert lab.state("current") == "v1.1.0"
     assert lab.env_tag() == "v1.1.0"
     assert lab.running.read_text() == "v1.1.0"
@@ -185,7 +199,7 @@ def test_failed_synthesis_rolls_back(lab: Homelab) -> None:
     result = lab.run("deploy.sh", "v1.1.0")
     assert result.returncode == 1
     assert "synthesis through the proxy failed (HTTP 502)" in result.stderr
-    assert lab.calls() == [*_bring_up("v1.1.0"), *_bring_up("v1.0.0")]
+    assert lab.calls() == [*_backup("v1.0.0"), *_bring_up("v1.1.0"), *_bring_up("v1.0.0")]
     assert lab.state("current") == "v1.0.0"
 
 
@@ -194,7 +208,7 @@ def test_failed_pull_rolls_back(lab: Homelab) -> None:
     result = lab.run("deploy.sh", "v9.9.9")
     assert result.returncode == 1
     assert "pull of v9.9.9 failed" in result.stderr
-    assert lab.calls() == [("compose pull", "v9.9.9"), *_bring_up("v1.0.0")]
+    assert lab.calls() == [*_backup("v1.0.0"), ("compose pull", "v9.9.9"), *_bring_up("v1.0.0")]
     assert lab.env_tag() == "v1.0.0"
 
 
@@ -218,6 +232,29 @@ def test_deploy_and_rollback_both_failing_exit_3(lab: Homelab) -> None:
     assert "the rollback to v1.0.0 failed too; see runbooks/rollback.md" in result.stderr
 
 
+def test_failed_backup_stops_the_deploy_before_anything_changes(lab: Homelab) -> None:
+    lab.env["STANDIN_DOCKER_FAIL_EXEC"] = "1"
+    result = lab.run("deploy.sh", "v1.1.0")
+    assert result.returncode == 2
+    assert "the database backup failed, nothing was changed" in result.stderr
+    assert "EF_DEPLOY_SKIP_BACKUP=1" in result.stderr
+    assert lab.calls() == _backup("v1.0.0")
+    assert lab.env_tag() == "v1.0.0"
+    lab.env["EF_DEPLOY_SKIP_BACKUP"] = "1"
+    skipped = lab.run("deploy.sh", "v1.1.0")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "backup skipped (EF_DEPLOY_SKIP_BACKUP is set)" in skipped.stderr
+    assert lab.calls() == [*_backup("v1.0.0"), *_bring_up("v1.1.0")]
+
+
+def test_first_deploy_has_nothing_to_back_up(lab: Homelab) -> None:
+    lab.running.write_text("")  # nothing runs yet
+    result = lab.run("deploy.sh", "v1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert "no running ef_backend: nothing to back up" in result.stderr
+    assert lab.calls() == [("compose ps", "v1.0.0"), *_bring_up("v1.1.0")]
+
+
 def test_deploy_is_idempotent(lab: Homelab) -> None:
     assert lab.run("deploy.sh", "v1.1.0").returncode == 0
     again = lab.run("deploy.sh", "v1.1.0")
@@ -235,7 +272,12 @@ def test_rollback_defaults_to_the_previous_version_and_is_idempotent(lab: Homela
     second = lab.run("rollback.sh")
     assert second.returncode == 0, second.stderr
     assert lab.state("current") == "v1.0.0"
-    assert lab.calls() == [*_bring_up("v1.1.0"), *_bring_up("v1.0.0"), *_bring_up("v1.0.0")]
+    assert lab.calls() == [
+        *_backup("v1.0.0"),
+        *_bring_up("v1.1.0"),
+        *_bring_up("v1.0.0"),
+        *_bring_up("v1.0.0"),
+    ]
 
 
 def test_rollback_to_a_named_version(lab: Homelab) -> None:
