@@ -7,7 +7,7 @@ VENV := .venv
 COQUI_VENV := .venv-coqui
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-APT_PACKAGES := prometheus prometheus-alertmanager nginx-light ffmpeg chromium wrk plantuml graphviz postgresql shellcheck
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx-light ffmpeg chromium wrk plantuml graphviz postgresql shellcheck
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate screenshots lock diagrams

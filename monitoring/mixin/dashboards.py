@@ -1,25 +1,46 @@
-"""The three EchoForge dashboards: Overview, Speech pipeline, Storage.
+"""The four EchoForge dashboards: Overview, Speech pipeline, Storage, SLO.
 
-Raw queries use ``$__rate_interval`` so they follow the zoom; percentiles, ratios and SLO windows
-read the recording rules that the alerts read too. Latency panels ask for exemplars: with the
-trace store running, a dot on the panel opens that request's trace.
+Each alert's ``dashboard_url`` opens a panel that shows the alert's own expression or the
+recording rule it reads, with the threshold drawn. Raw queries use ``$__rate_interval`` so they
+follow the zoom; percentiles, ratios and SLO windows read the recording rules that the alerts
+read too. Latency panels ask for exemplars: with the trace store running, a dot on the panel
+opens that request's trace. Every dashboard marks restarts and version changes.
 """
 
 from __future__ import annotations
 
 from monitoring.mixin import config as c
 from monitoring.mixin import recording as r
-from monitoring.mixin.grafana import Dashboard, Panel, Row, Target
+from monitoring.mixin.grafana import Annotation, Dashboard, Panel, Row, Target
 
-B = c.BACKEND
-RI = "$__rate_interval"
+RATE_INTERVAL = "$__rate_interval"
 UP_DOWN = ((1, "UP", "green"), (0, "DOWN", "red"))
 OK_FAIL = ((1, "OK", "green"), (0, "FAILING", "red"))
+#: Our own services: their process_* metrics and restarts.
+SERVICES = 'job=~"' + "|".join(c.SERVICE_JOBS) + '"'
+
+ANNOTATIONS = (
+    Annotation(
+        "Restarts",
+        f"changes(process_start_time_seconds{{{SERVICES}}}[2m]) > 0",
+        "{{job}} restarted",
+        "{{instance}}",
+        "rgba(255, 96, 96, 1)",
+    ),
+    Annotation(
+        "Version changes",
+        "(ef_build_info unless ef_build_info offset 2m)\n"
+        "or (ef_tts_build_info unless ef_tts_build_info offset 2m)",
+        "{{job}} {{version}}",
+        "{{instance}}",
+        "rgba(31, 120, 193, 1)",
+    ),
+)
 
 
 def _rate(metric: str, sel: str, by: str = "") -> str:
     grouping = f"sum by ({by}) " if by else "sum "
-    return f"{grouping}(rate({metric}{{{sel}}}[{RI}]))"
+    return f"{grouping}(rate({metric}{{{sel}}}[{RATE_INTERVAL}]))"
 
 
 def _quantiles(
@@ -29,7 +50,8 @@ def _quantiles(
     prefix = f"{{{{{by}}}}} " if by else ""
     return tuple(
         Target(
-            f"histogram_quantile(0.{q}, sum by ({group}) (rate({metric}_bucket{{{sel}}}[{RI}])))",
+            f"histogram_quantile(0.{q}, sum by ({group}) "
+            f"(rate({metric}_bucket{{{sel}}}[{RATE_INTERVAL}])))",
             f"{prefix}p{q}",
             exemplar=True,
         )
@@ -38,14 +60,7 @@ def _quantiles(
 
 
 def overview() -> Dashboard:
-    budget = c.SLO_ERROR_BUDGET
-    window = c.SLO_WINDOW
-    speech_errors = r.ratio(
-        f"ef_http_requests_total{{{c.SPEECH},{c.ERROR_STATUS}}}",
-        f"ef_http_requests_total{{{c.SPEECH}}}",
-        by="job",
-        window=window,
-    )
+    backend = c.BACKEND
     health = Row(
         100,
         "Health",
@@ -54,8 +69,8 @@ def overview() -> Dashboard:
                 1,
                 "backend_up",
                 "Backend",
-                "Prometheus can scrape ef_backend.",
-                (Target(f"up{{{B}}}", "{{instance}}"),),
+                "Prometheus can scrape ef_backend (EFBackendDown).",
+                (Target(f"up{{{backend}}}", "{{instance}}"),),
                 kind="stat",
                 width=4,
                 mappings=UP_DOWN,
@@ -65,7 +80,7 @@ def overview() -> Dashboard:
                 2,
                 "tts_up",
                 "ef_tts",
-                "Prometheus can scrape the speech engine service.",
+                "Prometheus can scrape the speech engine service (EFTTSDown).",
                 (Target(f"up{{{c.TTS}}}", "{{instance}}"),),
                 kind="stat",
                 width=4,
@@ -75,10 +90,18 @@ def overview() -> Dashboard:
                 3,
                 "ready",
                 "Readiness checks",
-                "The backend's own checks: database writable, engine reachable (last probe).",
+                "The backend's own checks (EFBackendNotReady): database writable, engine "
+                "reachable (last probe), audio cache writable; and whether ef_tts is still "
+                "loading its model within its configured load time (the engine check does not "
+                "page then).",
                 (
-                    Target(f"ef_db_up{{{B}}}", "database"),
-                    Target(f"ef_tts_engine_up{{{B}}}", "engine"),
+                    Target(f"ef_db_up{{{backend}}}", "database"),
+                    Target(f"ef_tts_engine_up{{{backend}}}", "engine"),
+                    Target(f"ef_audio_cache_writable{{{backend}}}", "cache"),
+                    Target(
+                        "count(" + _one_line(r.tts_loading_in_time()) + ") or vector(0)",
+                        "engine loading in time",
+                    ),
                 ),
                 kind="stat",
                 width=4,
@@ -98,7 +121,7 @@ def overview() -> Dashboard:
                 5,
                 "alerts",
                 "Firing alerts",
-                "Alerts firing now (Watchdog excluded).",
+                "Alerts firing now (Watchdog excluded); the list beside names them.",
                 (
                     Target(
                         'count(ALERTS{alertstate="firing", alertname!="Watchdog"}) or vector(0)',
@@ -113,24 +136,38 @@ def overview() -> Dashboard:
                 6,
                 "targets",
                 "Scrape targets up",
-                "1 per target that answered its last scrape.",
+                "Targets per job that answered their last scrape; 0 (red) is a job Prometheus "
+                "cannot scrape (EFTargetMissing, EFBackendDown, EFTTSDown).",
                 (Target("sum by (job) (up)", "{{job}}"),),
                 kind="stat",
                 width=4,
-                steps=(),
+                mappings=((0, "DOWN", "red"),),
+                steps=((1, "green"),),
+                base_colour="red",
+            ),
+            Panel(
+                7,
+                "alert_list",
+                "Alerts",
+                "Firing and pending alerts of the Prometheus rules.",
+                (),
+                kind="alertlist",
+                width=24,
+                height=6,
             ),
         ),
     )
+    user = c.USER_ROUTES
     red = Row(
         101,
-        "Requests (rate, errors, duration)",
+        "Requests (rate, errors, duration): API routes, not scrapes or health probes",
         (
             Panel(
                 10,
                 "request_rate",
                 "Request rate by route",
-                "Requests per second by route template.",
-                (Target(_rate("ef_http_requests_total", B, "route"), "{{route}}"),),
+                "API requests per second by route template (/metrics and /health/* left out).",
+                (Target(_rate("ef_http_requests_total", user, "route"), "{{route}}"),),
                 unit="reqps",
                 width=8,
                 stack=True,
@@ -139,8 +176,13 @@ def overview() -> Dashboard:
                 11,
                 "error_ratio",
                 "5xx ratio",
-                f"Share of requests answered 5xx (5m). Alert above {c.HTTP_ERROR_RATIO_MAX:.0%}.",
-                (Target(f"{r.HTTP_ERROR_RATIO}{{{B}}}", "5xx ratio"),),
+                "Share of API requests answered 5xx (5m), and the request rate its alert needs "
+                f"(EFBackendHigh5xxRatio above {c.HTTP_ERROR_RATIO_MAX:.0%} at more than "
+                f"{c.HTTP_MIN_RPS} requests/s).",
+                (
+                    Target(f"{r.HTTP_USER_ERROR_RATIO}{{{backend}}}", "5xx ratio"),
+                    Target(f"{r.HTTP_USER_RATE}{{{backend}}}", "requests/s"),
+                ),
                 unit="percentunit",
                 width=8,
                 minimum=0,
@@ -150,94 +192,197 @@ def overview() -> Dashboard:
             Panel(
                 12,
                 "latency",
-                "Request duration",
-                "p50, p95, p99 of every HTTP request; dots are exemplars linked to traces.",
-                _quantiles("ef_http_request_duration_seconds", B),
+                "Request duration p95 by route",
+                "p95 per API route; dots are exemplars linked to traces.",
+                _quantiles("ef_http_request_duration_seconds", user, "route", ("95",)),
                 unit="s",
                 width=8,
             ),
         ),
     )
-    slo = Row(
+    probes = Row(
         102,
-        f"SLO: speech API availability {c.SLO_TARGET:.1%}",
+        "Probes through ef_proxy (blackbox exporter)",
         (
             Panel(
                 20,
-                "availability",
-                f"Availability ({window})",
-                "Share of speech API requests (speech, OpenAI speech, jobs) not answered 5xx.",
-                (Target(f"1 - ({speech_errors})", "availability", instant=True),),
-                kind="stat",
-                unit="percentunit",
-                width=6,
+                "probes",
+                "Probe success",
+                "1 when the request users make through ef_proxy worked: /health/ready and a "
+                f"short synthesis (EFProbeFailed after {c.PROBE_FAILING_FOR} of 0).",
+                (Target(f"max_over_time(probe_success{{{c.PROBES}}}[2m])", "{{job}}"),),
+                width=12,
+                minimum=0,
+                maximum=1,
                 steps=(),
             ),
             Panel(
                 21,
-                "error_budget",
-                f"Error budget left ({window})",
-                f"1 = untouched, 0 = spent. Budget: {budget:.1%} of requests may fail.",
-                (Target(f"1 - ({speech_errors}) / {budget}", "budget left", instant=True),),
-                kind="stat",
-                unit="percentunit",
+                "probe_duration",
+                "Probe duration",
+                "How long each probe took, end to end.",
+                (Target(f"probe_duration_seconds{{{c.PROBES}}}", "{{job}}"),),
+                unit="s",
+                width=12,
+            ),
+        ),
+    )
+    processes = Row(
+        103,
+        "Processes",
+        (
+            Panel(
+                30,
+                "cpu",
+                "CPU",
+                "CPU seconds per second of each service (process_cpu_seconds_total).",
+                (
+                    Target(
+                        f"rate(process_cpu_seconds_total{{{SERVICES}}}[{RATE_INTERVAL}])",
+                        "{{job}}",
+                    ),
+                ),
                 width=6,
             ),
             Panel(
-                22,
-                "burn_rate",
-                "Error budget burn rate",
-                "Failed share over a window divided by the budget; 1 spends it exactly over the "
-                "window. Pages at 14.4 (1h) and 6 (6h), tickets at 3 (1d) and 1 (3d).",
-                tuple(
-                    Target(f"{r.slo_error_ratio(w)}{{{B}}} / {budget}", w)
-                    for w in ("1h", "6h", "1d", "3d")
+                31,
+                "memory",
+                "Resident memory",
+                "Resident memory of each service (process_resident_memory_bytes).",
+                (Target(f"process_resident_memory_bytes{{{SERVICES}}}", "{{job}}"),),
+                unit="bytes",
+                width=6,
+            ),
+            Panel(
+                32,
+                "fds",
+                "Open file descriptors",
+                "Open file descriptors against each service's limit.",
+                (
+                    Target(f"process_open_fds{{{SERVICES}}}", "{{job}} open"),
+                    Target(f"process_max_fds{{{SERVICES}}}", "{{job}} max"),
                 ),
-                width=12,
+                width=6,
+            ),
+            Panel(
+                33,
+                "restarts",
+                "Restarts",
+                f"Starts of each service in the last {c.CRASH_LOOP_WINDOW} (EFCrashLooping at "
+                f"{c.CRASH_LOOP_RESTARTS}).",
+                (
+                    Target(
+                        f"changes(process_start_time_seconds{{{SERVICES}}}[{c.CRASH_LOOP_WINDOW}])",
+                        "{{job}}",
+                    ),
+                ),
+                width=6,
                 minimum=0,
-                steps=((1, "orange"), (14.4, "red")),
+                steps=((c.CRASH_LOOP_RESTARTS, "red"),),
+                threshold_lines=True,
+            ),
+        ),
+    )
+    prom, am = c.PROMETHEUS, c.ALERTMANAGER
+    watchers = Row(
+        104,
+        "Monitoring pipeline (the watchers watched)",
+        (
+            Panel(
+                40,
+                "config_reload",
+                "Config reloads",
+                "Last configuration reload worked (PrometheusBadConfig, AlertmanagerFailedReload).",
+                (
+                    Target(
+                        f"max_over_time(prometheus_config_last_reload_successful{{{prom}}}[5m])",
+                        "prometheus",
+                    ),
+                    Target(
+                        f"max_over_time(alertmanager_config_last_reload_successful{{{am}}}[5m])",
+                        "alertmanager",
+                    ),
+                ),
+                kind="stat",
+                width=6,
+                mappings=OK_FAIL,
+            ),
+            Panel(
+                41,
+                "rule_failures",
+                "Rule evaluation failures",
+                "Rule evaluations that failed in 5 minutes (PrometheusRuleFailures above 0).",
+                (
+                    Target(
+                        f"increase(prometheus_rule_evaluation_failures_total{{{prom}}}[5m])",
+                        "{{rule_group}}",
+                    ),
+                ),
+                width=6,
+                minimum=0,
+                steps=((0.5, "red"),),
                 threshold_lines=True,
             ),
             Panel(
-                23,
-                "speech_status",
-                "Speech API answers by status",
-                "Requests per second to the speech routes, by status code.",
-                (Target(_rate("ef_http_requests_total", c.SPEECH, "status"), "{{status}}"),),
-                unit="reqps",
-                width=12,
-                stack=True,
-            ),
-            Panel(
-                24,
-                "notifications",
-                "Alert notifications",
-                "Notifications Alertmanager sent and failed to send, by integration (email).",
+                42,
+                "alert_delivery",
+                "Prometheus to Alertmanager",
+                "Alertmanagers discovered (PrometheusNotConnectedToAlertmanagers below 1) and "
+                "the % of alerts sent with errors "
+                "(PrometheusErrorSendingAlertsToSomeAlertmanagers above 1).",
                 (
                     Target(
-                        f"sum by (integration) (rate(alertmanager_notifications_total[{RI}]))",
-                        "{{integration}} sent",
+                        "max_over_time(prometheus_notifications_alertmanagers_discovered"
+                        f"{{{prom}}}[5m])",
+                        "discovered",
                     ),
                     Target(
-                        "sum by (integration) "
-                        f"(rate(alertmanager_notifications_failed_total[{RI}]))",
-                        "{{integration}} failed",
+                        f"rate(prometheus_notifications_errors_total{{{prom}}}[5m])\n"
+                        f"/ rate(prometheus_notifications_sent_total{{{prom}}}[5m]) * 100",
+                        "% errors {{alertmanager}}",
                     ),
                 ),
-                unit="short",
-                width=12,
+                width=6,
+            ),
+            Panel(
+                43,
+                "notifications",
+                "Alert notifications failing",
+                "Share of notifications Alertmanager failed to send, by integration "
+                "(AlertmanagerFailedToSendAlerts above 1 %).",
+                (
+                    Target(
+                        f"rate(alertmanager_notifications_failed_total{{{am}}}[15m])\n"
+                        "/ ignoring (reason) group_left "
+                        f"rate(alertmanager_notifications_total{{{am}}}[15m])",
+                        "{{integration}}",
+                    ),
+                ),
+                unit="percentunit",
+                width=6,
+                minimum=0,
+                steps=((0.01, "red"),),
+                threshold_lines=True,
             ),
         ),
     )
     return Dashboard(
         uid="ef-overview",
         title="EchoForge Overview",
-        description="Is it up, is it failing, is it slow: health, RED, the SLO and its budget.",
-        rows=(health, red, slo),
+        description="Is it up, is it failing, is it slow: health, RED, probes, processes, and "
+        "the monitoring pipeline itself.",
+        rows=(health, red, probes, processes, watchers),
+        annotations=ANNOTATIONS,
     )
 
 
+def _one_line(expr: str) -> str:
+    return " ".join(part.strip() for part in expr.splitlines())
+
+
 def speech() -> Dashboard:
+    backend, tts = c.BACKEND, c.TTS
+    limits = ", ".join(f"{engine} {v:g}" for engine, v in sorted(c.REALTIME_FACTOR_MAX.items()))
     latency = Row(
         200,
         "Latency",
@@ -246,12 +391,13 @@ def speech() -> Dashboard:
                 1,
                 "latency",
                 "Speech request duration by cache",
-                "End to end, p50/p95/p99, hit and miss apart; dots are exemplars linked to traces. "
-                f"Alert when p95 exceeds {c.SPEECH_P95_MAX_SECONDS:g} s.",
-                _quantiles("ef_tts_request_duration_seconds", B, "cache"),
+                "End to end, p50/p95/p99, hit and miss apart; dots are exemplars linked to "
+                f"traces. The latency objective is {c.SPEECH_LATENCY_OBJECTIVE_S:g} s (SLO "
+                "dashboard).",
+                _quantiles("ef_tts_request_duration_seconds", backend, "cache"),
                 unit="s",
                 width=12,
-                steps=((c.SPEECH_P95_MAX_SECONDS, "red"),),
+                steps=((c.SPEECH_LATENCY_OBJECTIVE_S, "red"),),
                 threshold_lines=True,
             ),
             Panel(
@@ -261,8 +407,8 @@ def speech() -> Dashboard:
                 "How speech request durations spread over time.",
                 (
                     Target(
-                        "sum by (le) "
-                        f"(increase(ef_tts_request_duration_seconds_bucket{{{B}}}[{RI}]))",
+                        "sum by (le) (increase(ef_tts_request_duration_seconds_bucket"
+                        f"{{{backend}}}[{RATE_INTERVAL}]))",
                         "{{le}}",
                         heatmap=True,
                     ),
@@ -276,7 +422,7 @@ def speech() -> Dashboard:
                 "synthesis",
                 "Engine call duration",
                 "One engine call (one sentence) as the backend sees it, by engine.",
-                _quantiles("ef_tts_synthesis_duration_seconds", B, "engine", ("50", "95")),
+                _quantiles("ef_tts_synthesis_duration_seconds", backend, "engine", ("50", "95")),
                 unit="s",
                 width=12,
             ),
@@ -285,7 +431,7 @@ def speech() -> Dashboard:
                 "first_audio",
                 "Time to first audio",
                 "From request to the first audio byte of a streamed or sentence-split request.",
-                _quantiles("ef_tts_first_audio_seconds", B, "", ("50", "95")),
+                _quantiles("ef_tts_first_audio_seconds", backend, "", ("50", "95")),
                 unit="s",
                 width=12,
             ),
@@ -300,38 +446,59 @@ def speech() -> Dashboard:
                 "queue_depth",
                 "Queue depth and jobs running",
                 "Jobs waiting and being synthesised, and the capacity (EF_QUEUE_MAX) past which "
-                f"requests get 503. Alert past {c.QUEUE_BACKLOG_MIN} and growing.",
+                "requests get 503.",
                 (
-                    Target(f"ef_tts_queue_depth{{{B}}}", "queued"),
-                    Target(f"ef_tts_jobs_in_progress{{{B}}}", "running"),
-                    Target(f"ef_tts_queue_max{{{B}}}", "capacity"),
+                    Target(f"ef_tts_queue_depth{{{backend}}}", "queued"),
+                    Target(f"ef_tts_jobs_in_progress{{{backend}}}", "running"),
+                    Target(f"ef_tts_queue_max{{{backend}}}", "capacity"),
                 ),
-                width=8,
-                steps=((c.QUEUE_BACKLOG_MIN, "orange"),),
-                threshold_lines=True,
+                width=6,
             ),
             Panel(
                 11,
                 "queue_wait",
                 "Queue wait",
-                "How long jobs waited for a worker (p50, p95), and the age of the oldest job "
-                "still waiting.",
+                "The age of the oldest job still waiting (EFQueueStalled past "
+                f"{c.QUEUE_OLDEST_AGE_MAX_S // 60} minutes), and how long jobs waited for a "
+                "worker (p50, p95).",
                 (
-                    Target(f"{r.QUEUE_WAIT_P50}{{{B}}}", "p50"),
-                    Target(f"{r.QUEUE_WAIT_P95}{{{B}}}", "p95"),
-                    Target(f"ef_tts_queue_oldest_age_seconds{{{B}}}", "oldest waiting"),
+                    Target(
+                        f"max_over_time(ef_tts_queue_oldest_age_seconds{{{backend}}}[5m])",
+                        "oldest waiting",
+                    ),
+                    Target(f"{r.QUEUE_WAIT_P50}{{{backend}}}", "p50"),
+                    Target(f"{r.QUEUE_WAIT_P95}{{{backend}}}", "p95"),
                 ),
                 unit="s",
-                width=8,
+                width=6,
+                steps=((c.QUEUE_OLDEST_AGE_MAX_S, "red"),),
+                threshold_lines=True,
             ),
             Panel(
                 12,
+                "queue_rejected",
+                "Turned away: queue full",
+                "Speech requests answered 503 in 5 minutes because the queue was full "
+                "(EFQueueFull above 0).",
+                (
+                    Target(
+                        "sum by (job, instance) (increase(ef_tts_queue_rejected_total"
+                        f"{{{backend}}}[5m]))",
+                        "{{instance}}",
+                    ),
+                ),
+                width=6,
+                minimum=0,
+            ),
+            Panel(
+                13,
                 "jobs",
                 "Jobs finished by outcome",
-                "Jobs per second that succeeded, failed, were cancelled or retried.",
-                (Target(_rate("ef_tts_jobs_total", B, "outcome"), "{{outcome}}"),),
+                "Jobs per second that succeeded, failed, were rejected (text the engine "
+                "refused), cancelled or retried.",
+                (Target(_rate("ef_tts_jobs_total", backend, "outcome"), "{{outcome}}"),),
                 unit="ops",
-                width=8,
+                width=6,
                 stack=True,
             ),
         ),
@@ -345,7 +512,7 @@ def speech() -> Dashboard:
                 "failures",
                 "Engine failures by reason",
                 "Failed engine calls per second: timeout, engine_error, unreachable, rejected.",
-                (Target(_rate("ef_tts_failures_total", B, "reason"), "{{reason}}"),),
+                (Target(_rate("ef_tts_failures_total", backend, "reason"), "{{reason}}"),),
                 unit="ops",
                 width=6,
                 stack=True,
@@ -353,9 +520,11 @@ def speech() -> Dashboard:
             Panel(
                 21,
                 "failure_ratio",
-                "Failure ratio by reason",
-                f"Failed engine calls over all calls (5m). Alert above {c.FAILURE_RATIO_MAX:.0%}.",
-                (Target(f"{r.FAILURE_RATIO}{{{B}}}", "{{reason}}"),),
+                "Engine failure ratio",
+                "The engine's own failed calls (timeouts, errors, unreachable; refused text "
+                f"left out) over all calls (5m). EFTTSFailureRatioHigh above "
+                f"{c.FAILURE_RATIO_MAX:.0%} at more than {c.FAILURE_MIN_CALLS_PER_S} calls/s.",
+                (Target(f"{r.ENGINE_FAILURE_RATIO}{{{backend}}}", "failure ratio"),),
                 unit="percentunit",
                 width=6,
                 minimum=0,
@@ -367,7 +536,7 @@ def speech() -> Dashboard:
                 "cache_hit_ratio",
                 "Cache hit ratio",
                 "Share of audio cache lookups that found the audio (5m).",
-                (Target(f"{r.CACHE_HIT_RATIO}{{{B}}}", "hit ratio"),),
+                (Target(f"{r.CACHE_HIT_RATIO}{{{backend}}}", "hit ratio"),),
                 unit="percentunit",
                 width=6,
                 minimum=0,
@@ -378,7 +547,7 @@ def speech() -> Dashboard:
                 "cache_lookups",
                 "Cache lookups",
                 "Audio cache lookups per second by result.",
-                (Target(_rate("ef_audio_cache_requests_total", B, "result"), "{{result}}"),),
+                (Target(_rate("ef_audio_cache_requests_total", backend, "result"), "{{result}}"),),
                 unit="ops",
                 width=6,
                 stack=True,
@@ -393,13 +562,12 @@ def speech() -> Dashboard:
                 30,
                 "engine_up",
                 "Engine up and model loaded",
-                "Backend's last engine probe, and ef_tts's own model state.",
+                "Backend's last engine probe, and ef_tts's own model state (EFTTSNotReady, "
+                "EFTTSModelLoadFailed).",
                 (
-                    Target(f"ef_tts_engine_up{{{B}}}", "backend probe"),
-                    Target(f"ef_tts_engine_model_loaded{{{c.TTS}}}", "model loaded ({{model}})"),
-                    Target(
-                        f"ef_tts_engine_model_load_failed{{{c.TTS}}}", "load failed ({{model}})"
-                    ),
+                    Target(f"ef_tts_engine_up{{{backend}}}", "backend probe"),
+                    Target(f"ef_tts_engine_model_loaded{{{tts}}}", "model loaded ({{model}})"),
+                    Target(f"ef_tts_engine_model_load_failed{{{tts}}}", "load failed ({{model}})"),
                 ),
                 width=8,
                 minimum=0,
@@ -408,15 +576,17 @@ def speech() -> Dashboard:
             Panel(
                 31,
                 "realtime_factor",
-                "Real-time factor",
-                "Synthesis seconds per second of audio; below 1 is faster than real time.",
+                "Real-time factor by engine",
+                "Engine seconds per second of audio, p50 by engine (EFSpeechLatencyHigh above "
+                f"the engine's normal: {limits}, others {c.REALTIME_FACTOR_MAX_DEFAULT:g}); and "
+                "the backend's view, queueing excluded.",
                 (
-                    Target(f"{r.REALTIME_FACTOR}{{{B}}}", "backend view"),
-                    Target(f"{r.ENGINE_RTF_P50}{{{c.TTS}}}", "engine p50 ({{engine}})"),
+                    Target(f"{r.ENGINE_RTF_P50}{{{tts}}}", "p50 {{engine}}"),
+                    Target(f"{r.REALTIME_FACTOR}{{{backend}}}", "backend view"),
                 ),
                 width=8,
                 minimum=0,
-                steps=((1, "orange"),),
+                steps=((min(c.REALTIME_FACTOR_MAX.values()), "orange"),),
                 threshold_lines=True,
             ),
             Panel(
@@ -424,7 +594,7 @@ def speech() -> Dashboard:
                 "inference",
                 "Engine inference p95",
                 "Model time per request inside ef_tts, p95.",
-                (Target(f"{r.ENGINE_INFERENCE_P95}{{{c.TTS}}}", "{{engine}}"),),
+                (Target(f"{r.ENGINE_INFERENCE_P95}{{{tts}}}", "{{engine}}"),),
                 unit="s",
                 width=8,
             ),
@@ -433,25 +603,31 @@ def speech() -> Dashboard:
                 "engine_requests",
                 "Engine requests by outcome",
                 "Requests ef_tts answered, by outcome.",
-                (Target(_rate("ef_tts_engine_requests_total", c.TTS, "outcome"), "{{outcome}}"),),
+                (Target(_rate("ef_tts_engine_requests_total", tts, "outcome"), "{{outcome}}"),),
                 unit="reqps",
                 width=8,
                 stack=True,
             ),
             Panel(
                 34,
-                "engine_in_flight",
-                "Engine requests in flight",
-                "Synthesis running or waiting for the model in ef_tts.",
-                (Target(f"sum(ef_tts_engine_in_flight{{{c.TTS}}})", "in flight"),),
+                "tts_memory",
+                "ef_tts memory against its limit",
+                "Resident memory over the container's memory limit (EFTTSMemoryHigh above "
+                f"{c.TTS_MEMORY_RATIO_MAX:.0%}).",
+                (Target(f"{r.TTS_MEMORY_RATIO}{{{tts}}}", "{{instance}}"),),
+                unit="percentunit",
                 width=8,
+                minimum=0,
+                maximum=1,
+                steps=((c.TTS_MEMORY_RATIO_MAX, "red"),),
+                threshold_lines=True,
             ),
             Panel(
                 35,
                 "audio_rate",
                 "Audio produced",
                 "Seconds of audio synthesised per second (backend count).",
-                (Target(_rate("ef_tts_audio_seconds_total", B), "audio s/s"),),
+                (Target(_rate("ef_tts_audio_seconds_total", backend), "audio s/s"),),
                 width=8,
             ),
         ),
@@ -461,12 +637,13 @@ def speech() -> Dashboard:
         title="EchoForge Speech pipeline",
         description="Where a speech request spends time (cache, queue, engine) and why it fails.",
         rows=(latency, queue, failures, engine),
+        annotations=ANNOTATIONS,
     )
 
 
 def storage() -> Dashboard:
-    D = c.DISK
-    disk = Row(
+    disk, backend = c.DISK, c.BACKEND
+    disks = Row(
         300,
         "Disk",
         (
@@ -474,9 +651,9 @@ def storage() -> Dashboard:
                 1,
                 "disk_used",
                 "Disk used",
-                f"Used share per watched path. Warning at {c.DISK_USED_WARNING:.0%}, "
-                f"critical at {c.DISK_USED_CRITICAL:.0%}.",
-                (Target(f"ef_disk_used_ratio{{{D}}}", "{{path}}"),),
+                f"Used share per watched path (EFDiskUsageHigh: warning at "
+                f"{c.DISK_USED_WARNING:.0%}, critical at {c.DISK_USED_CRITICAL:.0%}).",
+                (Target(f"ef_disk_used_ratio{{{disk}}}", "{{path}}"),),
                 kind="gauge",
                 unit="percentunit",
                 width=6,
@@ -489,10 +666,11 @@ def storage() -> Dashboard:
                 "disk_forecast",
                 "Free space and 24 h forecast",
                 f"Free bytes now and as forecast {c.DISK_FORECAST_HORIZON_S // 3600} h ahead "
-                f"(linear, from the last {c.DISK_FORECAST_WINDOW}); below 0 means full.",
+                f"(linear, from the last {c.DISK_FORECAST_WINDOW}); below 0 means full "
+                f"(EFDiskWillFillIn24h, once more than {c.DISK_FORECAST_MIN_USED:.0%} is used).",
                 (
-                    Target(f"ef_disk_free_bytes{{{D}}}", "{{path}} free"),
-                    Target(f"{r.DISK_FREE_FORECAST}{{{D}}}", "{{path}} in 24 h"),
+                    Target(f"ef_disk_free_bytes{{{disk}}}", "{{path}} free"),
+                    Target(f"{r.DISK_FREE_FORECAST}{{{disk}}}", "{{path}} in 24 h"),
                 ),
                 unit="bytes",
                 width=12,
@@ -503,8 +681,9 @@ def storage() -> Dashboard:
                 3,
                 "disk_exporter",
                 "Disk exporter",
-                "1 when every configured path could be read at the last scrape.",
-                (Target(f"ef_disk_exporter_up{{{D}}}", "{{instance}}"),),
+                "1 when every configured path could be read at the last scrape "
+                "(EFDiskExporterFailing).",
+                (Target(f"ef_disk_exporter_up{{{disk}}}", "{{instance}}"),),
                 kind="stat",
                 width=6,
                 mappings=OK_FAIL,
@@ -513,16 +692,15 @@ def storage() -> Dashboard:
                 4,
                 "inodes",
                 "Inodes used",
-                "Share of inodes in use per path (where the file system has inodes).",
-                (
-                    Target(
-                        f"1 - ef_disk_inodes_free{{{D}}} / (ef_disk_inodes{{{D}}} > 0)", "{{path}}"
-                    ),
-                ),
+                "Share of inodes in use per path, where the file system has inodes "
+                f"(EFDiskInodesLow above {c.INODES_USED_WARNING:.0%}).",
+                (Target(f"{r.INODES_USED_RATIO}{{{disk}}}", "{{path}}"),),
                 unit="percentunit",
                 width=12,
                 minimum=0,
                 maximum=1,
+                steps=((c.INODES_USED_WARNING, "red"),),
+                threshold_lines=True,
             ),
             Panel(
                 5,
@@ -530,8 +708,8 @@ def storage() -> Dashboard:
                 "Disk size and use",
                 "Total and used bytes per path.",
                 (
-                    Target(f"ef_disk_size_bytes{{{D}}}", "{{path}} size"),
-                    Target(f"ef_disk_used_bytes{{{D}}}", "{{path}} used"),
+                    Target(f"ef_disk_size_bytes{{{disk}}}", "{{path}} size"),
+                    Target(f"ef_disk_used_bytes{{{disk}}}", "{{path}} used"),
                 ),
                 unit="bytes",
                 width=12,
@@ -546,8 +724,9 @@ def storage() -> Dashboard:
                 10,
                 "db_size",
                 "Database size",
-                "SQLite file plus WAL. Past the line it is time to consider PostgreSQL.",
-                (Target(f"ef_db_size_bytes{{{B}}}", "db.sqlite + WAL"),),
+                "SQLite file plus WAL. Past the line it is time to consider PostgreSQL "
+                "(EFDatabaseLarge).",
+                (Target(f"ef_db_size_bytes{{{backend}}}", "db.sqlite + WAL"),),
                 unit="bytes",
                 width=8,
                 steps=((c.DB_SIZE_MAX_BYTES, "orange"),),
@@ -558,7 +737,7 @@ def storage() -> Dashboard:
                 "db_growth",
                 "Database growth",
                 "Bytes per second the database grew over the last hour.",
-                (Target(f"{r.DB_GROWTH}{{{B}}}", "growth"),),
+                (Target(f"{r.DB_GROWTH}{{{backend}}}", "growth"),),
                 unit="Bps",
                 width=8,
             ),
@@ -567,7 +746,7 @@ def storage() -> Dashboard:
                 "db_queries",
                 "Database operation duration",
                 "p95 of database operations by kind.",
-                _quantiles("ef_db_query_duration_seconds", B, "operation", ("95",)),
+                _quantiles("ef_db_query_duration_seconds", backend, "operation", ("95",)),
                 unit="s",
                 width=8,
             ),
@@ -581,11 +760,12 @@ def storage() -> Dashboard:
                 20,
                 "cache_size",
                 "Cache size and cap",
-                f"Bytes in the audio cache against its cap (EF_CACHE_MAX_BYTES). Info at "
-                f"{c.CACHE_NEAR_CAP_RATIO:.0%}: past the cap the oldest audio is evicted.",
+                "Bytes in the audio cache against its cap (EF_CACHE_MAX_BYTES). Past the cap "
+                "the least recently used audio is evicted down to the low-water mark "
+                "(EF_CACHE_LOW_WATER_RATIO), so a full cache is normal.",
                 (
-                    Target(f"ef_audio_cache_size_bytes{{{B}}}", "size"),
-                    Target(f"ef_audio_cache_max_bytes{{{B}}}", "cap"),
+                    Target(f"ef_audio_cache_size_bytes{{{backend}}}", "size"),
+                    Target(f"ef_audio_cache_max_bytes{{{backend}}}", "cap"),
                 ),
                 unit="bytes",
                 width=8,
@@ -593,19 +773,29 @@ def storage() -> Dashboard:
             Panel(
                 21,
                 "cache_entries",
-                "Cache entries",
-                "Audio files in the cache.",
-                (Target(f"ef_audio_cache_entries{{{B}}}", "entries"),),
+                "Cache entries and evictions",
+                "Audio files in the cache, and entries evicted per second.",
+                (
+                    Target(f"ef_audio_cache_entries{{{backend}}}", "entries"),
+                    Target(_rate("ef_audio_cache_evictions_total", backend), "evictions/s"),
+                ),
                 width=8,
             ),
             Panel(
                 22,
-                "cache_evictions",
-                "Cache evictions",
-                "Entries evicted per second to stay under the cap.",
-                (Target(_rate("ef_audio_cache_evictions_total", B), "evictions"),),
-                unit="ops",
+                "cache_churn",
+                "Cache churn and daily hit ratio",
+                "Entries evicted over the last day per entry held, and the hit ratio over the "
+                f"day (EFAudioCacheChurn: churn above {c.CACHE_CHURN_MAX_PER_DAY:g} while hits "
+                f"stay below {c.CACHE_HIT_RATIO_MIN:.0%}).",
+                (
+                    Target(f"{r.CACHE_CHURN_1D}{{{backend}}}", "evicted per entry, 1d"),
+                    Target(f"{r.CACHE_HIT_RATIO_1D}{{{backend}}}", "hit ratio, 1d"),
+                ),
                 width=8,
+                minimum=0,
+                steps=((c.CACHE_CHURN_MAX_PER_DAY, "orange"),),
+                threshold_lines=True,
             ),
         ),
     )
@@ -613,9 +803,137 @@ def storage() -> Dashboard:
         uid="ef-storage",
         title="EchoForge Storage",
         description="Disk, database and audio cache: how full, how fast they grow, when full.",
-        rows=(disk, db, cache),
+        rows=(disks, db, cache),
+        annotations=ANNOTATIONS,
+    )
+
+
+def slo() -> Dashboard:
+    backend = c.BACKEND
+    budget = c.SLO_ERROR_BUDGET
+    window = c.SLO_WINDOW
+    bad, events = r._slo_parts(window)
+    page = [c.burn_factor(lw, share) for lw, _, share in c.SLO_PAGE_BURNS]
+    ticket = [c.burn_factor(lw, share) for lw, _, share in c.SLO_TICKET_BURNS]
+    long_windows = [lw for lw, _, _ in (*c.SLO_PAGE_BURNS, *c.SLO_TICKET_BURNS)]
+    availability = Row(
+        400,
+        f"Availability {c.SLO_TARGET:.1%} over {window}: speech answers and job outcomes",
+        (
+            Panel(
+                1,
+                "availability",
+                f"Availability ({window})",
+                "Share of speech answers (a job's 202 left out) and finished jobs that did not "
+                "fail.",
+                (Target(f"1 - (\n{bad}\n/ {events}\n)", "availability", instant=True),),
+                kind="stat",
+                unit="percentunit",
+                width=6,
+                steps=(),
+            ),
+            Panel(
+                2,
+                "error_budget",
+                f"Error budget left ({window})",
+                f"1 = untouched, 0 = spent. Budget: {budget:.1%} of answers and jobs may fail.",
+                (Target(f"1 - (\n{bad}\n/ {events}\n) / {budget}", "budget left", instant=True),),
+                kind="stat",
+                unit="percentunit",
+                width=6,
+                steps=((0.25, "orange"), (0.5, "green")),
+                base_colour="red",
+            ),
+            Panel(
+                3,
+                "burn_rate",
+                "Error budget burn rate",
+                "Failed share over a window divided by the budget; 1 spends it exactly over "
+                f"{window}. EFSpeechErrorBudgetBurn pages at "
+                + " / ".join(f"{f:g}" for f in page)
+                + " (1h / 6h), tickets at "
+                + " / ".join(f"{f:g}" for f in ticket)
+                + f" (1d / 3d), each only with {c.SLO_MIN_EVENTS} events in the long window.",
+                tuple(
+                    Target(f"{r.slo_error_ratio(w)}{{{backend}}} / {budget}", w)
+                    for w in long_windows
+                ),
+                width=12,
+                minimum=0,
+                steps=((min(ticket), "orange"), (min(page), "red")),
+                threshold_lines=True,
+            ),
+            Panel(
+                4,
+                "slo_events",
+                "Events in each window",
+                f"Answers and jobs counted per long window; below {c.SLO_MIN_EVENTS} the burn "
+                "alerts of that window stay silent.",
+                tuple(Target(f"{r.slo_events(w)}{{{backend}}}", w) for w in long_windows),
+                width=12,
+                minimum=0,
+                steps=((c.SLO_MIN_EVENTS, "green"),),
+                base_colour="orange",
+                threshold_lines=True,
+            ),
+            Panel(
+                5,
+                "speech_status",
+                "Speech API answers by status",
+                "Requests per second to the speech routes, by status code.",
+                (Target(_rate("ef_http_requests_total", c.SPEECH, "status"), "{{status}}"),),
+                unit="reqps",
+                width=12,
+                stack=True,
+            ),
+        ),
+    )
+    latency_windows = [w for lw, sw, _ in c.SLO_TICKET_BURNS for w in (lw, sw)]
+    latency = Row(
+        401,
+        f"Latency: {c.SLO_LATENCY_TARGET:.0%} of speech requests within "
+        f"{c.SPEECH_LATENCY_OBJECTIVE_S:g} s",
+        (
+            Panel(
+                10,
+                "latency_burn",
+                "Latency budget burn rate",
+                "Share of speech requests slower than the objective, over the latency budget "
+                f"({c.SLO_LATENCY_BUDGET:.0%}). EFSpeechLatencyBudgetBurn tickets at "
+                + " / ".join(f"{f:g}" for f in ticket)
+                + " (1d / 3d).",
+                tuple(
+                    Target(f"{r.slo_slow_ratio(w)}{{{backend}}} / {c.SLO_LATENCY_BUDGET}", w)
+                    for w in latency_windows
+                ),
+                width=12,
+                minimum=0,
+                steps=((min(ticket), "orange"),),
+                threshold_lines=True,
+            ),
+            Panel(
+                11,
+                "latency_events",
+                "Speech requests in each window",
+                f"Below {c.SLO_MIN_EVENTS} the latency burn alert of that window stays silent.",
+                tuple(
+                    Target(f"{r.slo_latency_events(lw)}{{{backend}}}", lw)
+                    for lw, _, _ in c.SLO_TICKET_BURNS
+                ),
+                width=12,
+                minimum=0,
+            ),
+        ),
+    )
+    return Dashboard(
+        uid="ef-slo",
+        title="EchoForge SLO",
+        description="The speech API's objectives: availability (answers and job outcomes) and "
+        "latency, their budgets left and how fast they burn.",
+        rows=(availability, latency),
+        annotations=ANNOTATIONS,
     )
 
 
 def all_dashboards() -> tuple[Dashboard, ...]:
-    return (overview(), speech(), storage())
+    return (overview(), speech(), storage(), slo())

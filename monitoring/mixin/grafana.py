@@ -1,7 +1,8 @@
 """Small builders for Grafana dashboard JSON (schema 39, Grafana 10/11).
 
-Only what the EchoForge dashboards use: rows, time series, stats, gauges and a heatmap, all on the
-``$datasource`` variable so a dashboard works against whichever Prometheus it is pointed at.
+Only what the EchoForge dashboards use: rows, time series, stats, gauges, a heatmap and an alert
+list, all on the ``$datasource`` variable so a dashboard works against whichever Prometheus it is
+pointed at, and annotations drawn from PromQL (restarts, version changes).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 #: The uid provisioned in monitoring/grafana/provisioning/datasources/datasources.yml.
 PROMETHEUS_UID = "ef-prometheus"
+PROMETHEUS_NAME = "Prometheus"
 
 Json = dict[str, Any]
 
@@ -64,13 +66,15 @@ class Panel:
     #: Draw thresholds as dashed lines on time series.
     threshold_lines: bool = False
     stack: bool = False
+    #: Colour below the first step (red where low values are bad: targets up, budget left).
+    base_colour: str = "green"
 
     def json(self, x: int, y: int) -> Json:
         defaults: Json = {
             "unit": self.unit,
             "thresholds": {
                 "mode": "absolute",
-                "steps": [{"color": "green", "value": None}]
+                "steps": [{"color": self.base_colour, "value": None}]
                 + [{"color": colour, "value": value} for value, colour in self.steps],
             },
         }
@@ -108,6 +112,10 @@ class Panel:
             "options": _options(self.kind),
             "targets": [t.json(chr(ord("A") + i)) for i, t in enumerate(self.targets)],
         }
+        if self.kind == "alertlist":
+            # Lists the rules of the Prometheus data source (Grafana's alert list shows
+            # data-source-managed alerts); it has no query of its own.
+            del out["targets"], out["fieldConfig"]
         return out
 
 
@@ -134,7 +142,51 @@ def _options(kind: str) -> Json:
             "tooltip": {"show": True, "yHistogram": True},
             "legend": {"show": True},
         }
+    if kind == "alertlist":
+        return {
+            "viewMode": "list",
+            "groupMode": "default",
+            "groupBy": [],
+            "maxItems": 20,
+            "sortOrder": 1,
+            "dashboardAlerts": False,
+            "alertName": "",
+            "alertInstanceLabelFilter": "",
+            "datasource": PROMETHEUS_NAME,
+            "stateFilter": {
+                "firing": True,
+                "pending": True,
+                "noData": False,
+                "normal": False,
+                "error": True,
+            },
+        }
     raise ValueError(f"unknown panel kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """Marks on every time series of a dashboard where ``expr`` has a value."""
+
+    name: str
+    expr: str
+    title: str
+    text: str
+    colour: str
+
+    def json(self) -> Json:
+        return {
+            "name": self.name,
+            "datasource": DATASOURCE,
+            "enable": True,
+            "hide": False,
+            "iconColor": self.colour,
+            "expr": self.expr,
+            "step": "1m",
+            "titleFormat": self.title,
+            "textFormat": self.text,
+            "useValueForTime": False,
+        }
 
 
 @dataclass(frozen=True)
@@ -152,6 +204,7 @@ class Dashboard:
     rows: tuple[Row, ...]
     tags: tuple[str, ...] = ("echoforge",)
     links: tuple[str, ...] = field(default=())
+    annotations: tuple[Annotation, ...] = ()
 
     @property
     def slug(self) -> str:
@@ -212,7 +265,8 @@ class Dashboard:
                         "iconColor": "rgba(0, 211, 255, 1)",
                         "name": "Annotations & Alerts",
                         "type": "dashboard",
-                    }
+                    },
+                    *(a.json() for a in self.annotations),
                 ]
             },
             "links": [

@@ -12,37 +12,57 @@ from monitoring.mixin import config as c
 
 Rule = dict[str, Any]
 
-# Names the alerts and dashboards refer to.
-HTTP_RATE = "job:ef_http_requests:rate5m"
-HTTP_ROUTE_RATE = "job_route:ef_http_requests:rate5m"
-HTTP_ERROR_RATIO = "job:ef_http_request_errors:ratio_rate5m"
-SPEECH_P95 = "job:ef_tts_request_duration_seconds:p95_rate5m"
+# Names the alerts and dashboards refer to. Every rule here is read by an alert or a panel (a
+# test fails on one that nothing reads).
+HTTP_USER_RATE = "job:ef_http_user_requests:rate5m"
+HTTP_USER_ERROR_RATIO = "job:ef_http_user_request_errors:ratio_rate5m"
 QUEUE_WAIT_P50 = "job:ef_tts_queue_wait_seconds:p50_rate5m"
 QUEUE_WAIT_P95 = "job:ef_tts_queue_wait_seconds:p95_rate5m"
-FAILURE_RATE = "job_reason:ef_tts_failures:rate5m"
-FAILURE_RATIO = "job_reason:ef_tts_failures:ratio_rate5m"
+ENGINE_FAILURE_RATIO = "job:ef_tts_engine_failures:ratio_rate5m"
 ENGINE_CALLS = "job:ef_tts_engine_calls:rate5m"
 CACHE_HIT_RATIO = "job:ef_audio_cache_hits:ratio_rate5m"
+CACHE_HIT_RATIO_1D = "job:ef_audio_cache_hits:ratio_rate1d"
+CACHE_CHURN_1D = "job:ef_audio_cache_evictions:per_entry_increase1d"
 REALTIME_FACTOR = "job:ef_tts_realtime_factor:ratio_rate5m"
 ENGINE_RTF_P50 = "job_engine:ef_tts_engine_realtime_factor:p50_rate5m"
 ENGINE_INFERENCE_P95 = "job_engine:ef_tts_engine_inference_seconds:p95_rate5m"
 DISK_FREE_FORECAST = "instance_path:ef_disk_free_bytes:predict_linear24h"
+INODES_USED_RATIO = "instance_path:ef_disk_inodes_used:ratio"
 DB_GROWTH = "instance:ef_db_size_bytes:deriv1h"
-CACHE_FILL_RATIO = "instance:ef_audio_cache_size_bytes:ratio"
+TTS_MEMORY_RATIO = "instance:ef_tts_resident_memory:ratio_limit"
 
 
-def http_latency(quantile: str) -> str:
-    """``job:ef_http_request_duration_seconds:p95_rate5m`` and its siblings."""
-    return f"job:ef_http_request_duration_seconds:p{quantile}_rate5m"
-
-
-def speech_latency_by_cache(quantile: str) -> str:
-    return f"job_cache:ef_tts_request_duration_seconds:p{quantile}_rate5m"
+def tts_loading_in_time() -> str:
+    """ef_tts is loading its model (not loaded, not failed) and has been up for less than its
+    configured load time (EF_TTS_MODEL_LOAD_MAX_S): nothing to page about yet."""
+    tts = c.TTS
+    return (
+        f"(\n  ef_tts_engine_model_loaded{{{tts}}} == 0\n"
+        f"  and ef_tts_engine_model_load_failed{{{tts}}} == 0\n)\n"
+        f"and on (job, instance)\n"
+        f"(\n  time() - process_start_time_seconds{{{tts}}}\n"
+        f"  < on (job, instance) max by (job, instance) "
+        f"(ef_tts_engine_model_load_max_seconds{{{tts}}})\n)"
+    )
 
 
 def slo_error_ratio(window: str) -> str:
-    """The speech API's share of failed requests over ``window``."""
+    """The speech API's share of failed requests and jobs over ``window``."""
     return f"job:ef_slo_speech_errors:ratio_rate{window}"
+
+
+def slo_events(window: str) -> str:
+    """How many requests and jobs the availability SLO counted over ``window``."""
+    return f"job:ef_slo_speech_events:increase{window}"
+
+
+def slo_slow_ratio(window: str) -> str:
+    """The share of speech requests slower than the latency objective over ``window``."""
+    return f"job:ef_slo_speech_slow:ratio_rate{window}"
+
+
+def slo_latency_events(window: str) -> str:
+    return f"job:ef_slo_speech_latency_events:increase{window}"
 
 
 def ratio(num: str, den: str, *, by: str, window: str) -> str:
@@ -62,62 +82,39 @@ def quantile(q: float, metric: str, *, by: str, sel: str, window: str = "5m") ->
 
 
 def _http() -> list[Rule]:
-    sel = c.BACKEND
-    rules: list[Rule] = [
+    return [
         {
-            "record": HTTP_RATE,
-            "expr": f"sum by (job) (rate(ef_http_requests_total{{{sel}}}[5m]))",
+            "record": HTTP_USER_RATE,
+            "expr": f"sum by (job) (rate(ef_http_requests_total{{{c.USER_ROUTES}}}[5m]))",
         },
         {
-            "record": HTTP_ROUTE_RATE,
-            "expr": f"sum by (job, route) (rate(ef_http_requests_total{{{sel}}}[5m]))",
-        },
-        {
-            "record": HTTP_ERROR_RATIO,
+            "record": HTTP_USER_ERROR_RATIO,
             "expr": ratio(
-                f"ef_http_requests_total{{{sel},{c.ERROR_STATUS}}}",
-                f"ef_http_requests_total{{{sel}}}",
+                f"ef_http_requests_total{{{c.USER_ROUTES},{c.ERROR_STATUS}}}",
+                f"ef_http_requests_total{{{c.USER_ROUTES}}}",
                 by="job",
                 window="5m",
             ),
         },
     ]
-    for q in ("50", "95", "99"):
-        rules.append(
-            {
-                "record": http_latency(q),
-                "expr": quantile(
-                    int(q) / 100, "ef_http_request_duration_seconds", by="job", sel=sel
-                ),
-            }
-        )
-    return rules
+
+
+def _engine_failures(sel: str) -> str:
+    reasons = "|".join(c.ENGINE_FAILURE_REASONS)
+    return f'sum by (job) (rate(ef_tts_failures_total{{{sel},reason=~"{reasons}"}}[5m]))'
 
 
 def _speech() -> list[Rule]:
     sel = c.BACKEND
-    # Successful engine calls; 0 (not "no data") before the first one, so that an engine that
-    # has never answered still shows a failure ratio of 1 and can alert.
-    successes = (
+    # Engine calls the engine could have done: the successful ones (synthesis histogram) and its
+    # own failures; text it refused (reason="rejected", the client's fault) is in neither. The
+    # failure series exist from start-up at 0, so this is 0, not "no data", before any call.
+    calls = (
         f"(sum by (job) (rate(ef_tts_synthesis_duration_seconds_count{{{sel}}}[5m]))\n"
-        f"  or 0 * sum by (job) (rate(ef_tts_failures_total{{{sel}}}[5m])))"
+        f"  or 0 * sum by (job) (rate(ef_tts_failures_total{{{sel}}}[5m])))\n"
+        f"+ {_engine_failures(sel)}"
     )
-    rules: list[Rule] = [
-        {
-            "record": SPEECH_P95,
-            "expr": quantile(0.95, "ef_tts_request_duration_seconds", by="job", sel=sel),
-        }
-    ]
-    for q in ("50", "95", "99"):
-        rules.append(
-            {
-                "record": speech_latency_by_cache(q),
-                "expr": quantile(
-                    int(q) / 100, "ef_tts_request_duration_seconds", by="job, cache", sel=sel
-                ),
-            }
-        )
-    rules += [
+    return [
         {
             "record": QUEUE_WAIT_P50,
             "expr": quantile(0.5, "ef_tts_queue_wait_seconds", by="job", sel=sel),
@@ -126,26 +123,12 @@ def _speech() -> list[Rule]:
             "record": QUEUE_WAIT_P95,
             "expr": quantile(0.95, "ef_tts_queue_wait_seconds", by="job", sel=sel),
         },
+        {"record": ENGINE_CALLS, "expr": calls},
         {
-            "record": FAILURE_RATE,
-            "expr": f"sum by (job, reason) (rate(ef_tts_failures_total{{{sel}}}[5m]))",
-        },
-        {
-            # Engine calls: the synthesis histogram counts the successful ones, failures the rest.
-            "record": ENGINE_CALLS,
-            "expr": f"{successes}\n+ sum by (job) (rate(ef_tts_failures_total{{{sel}}}[5m]))",
-        },
-        {
-            # Failed engine calls over all engine calls, by reason.
-            "record": FAILURE_RATIO,
-            "expr": (
-                f"sum by (job, reason) (rate(ef_tts_failures_total{{{sel}}}[5m]))\n"
-                f"/ on (job) group_left ()\n"
-                f"(\n"
-                f"  {successes}\n"
-                f"  + sum by (job) (rate(ef_tts_failures_total{{{sel}}}[5m]))\n"
-                f")"
-            ),
+            # The engine's own failures (timeouts, errors, unreachable) over all engine calls:
+            # summed, so that 6 % timeouts plus 6 % errors is 12 %; refused text is left out.
+            "record": ENGINE_FAILURE_RATIO,
+            "expr": f"{_engine_failures(sel)}\n/ ({ENGINE_CALLS}{{{sel}}} > 0)",
         },
         {
             "record": CACHE_HIT_RATIO,
@@ -154,6 +137,24 @@ def _speech() -> list[Rule]:
                 f"ef_audio_cache_requests_total{{{sel}}}",
                 by="job",
                 window="5m",
+            ),
+        },
+        {
+            "record": CACHE_HIT_RATIO_1D,
+            "expr": ratio(
+                f'ef_audio_cache_requests_total{{{sel},result="hit"}}',
+                f"ef_audio_cache_requests_total{{{sel}}}",
+                by="job",
+                window="1d",
+            ),
+        },
+        {
+            # Entries evicted over the last day per entry in the cache now: 1 means the whole
+            # cache was replaced within a day.
+            "record": CACHE_CHURN_1D,
+            "expr": (
+                f"sum by (job) (increase(ef_audio_cache_evictions_total{{{sel}}}[1d]))\n"
+                f"/ on (job) (max by (job) (ef_audio_cache_entries{{{sel}}}) > 0)"
             ),
         },
         {
@@ -172,24 +173,83 @@ def _speech() -> list[Rule]:
             "record": ENGINE_INFERENCE_P95,
             "expr": quantile(0.95, "ef_tts_engine_inference_seconds", by="job, engine", sel=c.TTS),
         },
+        {
+            # Resident memory against the cgroup limit ef_tts reads (no series without a limit).
+            "record": TTS_MEMORY_RATIO,
+            "expr": (
+                f"max by (job, instance) (process_resident_memory_bytes{{{c.TTS}}})\n"
+                f"/ on (job, instance) (max by (job, instance) "
+                f"(ef_tts_memory_limit_bytes{{{c.TTS}}}) > 0)"
+            ),
+        },
     ]
-    return rules
+
+
+def _slo_parts(window: str) -> tuple[str, str]:
+    """(errors, events) per second over ``window``: answers of the speech routes (a job's 202
+    left out) plus the final outcome of every job. Each term reads 0, not "no data", while the
+    other has samples: a client that only submits jobs has no answers but their 202s."""
+    answers = f'sum by (job) (rate(ef_http_requests_total{{{c.SPEECH},status!="202"}}[{window}]))'
+    errors = f"sum by (job) (rate(ef_http_requests_total{{{c.SPEECH},{c.ERROR_STATUS}}}[{window}]))"
+    jobs = (
+        f'sum by (job) (rate(ef_tts_jobs_total{{{c.BACKEND},outcome=~"succeeded|failed"}}'
+        f"[{window}]))"
+    )
+    failed = f'sum by (job) (rate(ef_tts_jobs_total{{{c.BACKEND},outcome="failed"}}[{window}]))'
+    zero = f"0 * ({answers} or {jobs})"
+    events = f"(\n  ({answers} or 0 * {jobs})\n  + ({jobs} or 0 * {answers})\n)"
+    bad = f"(\n  ({errors} or {zero})\n  + ({failed} or {zero})\n)"
+    return bad, events
 
 
 def _slo() -> list[Rule]:
-    return [
-        {
-            "record": slo_error_ratio(window),
-            "expr": ratio(
-                f"ef_http_requests_total{{{c.SPEECH},{c.ERROR_STATUS}}}",
-                f"ef_http_requests_total{{{c.SPEECH}}}",
-                by="job",
-                window=window,
-            ),
-            "labels": {"slo": "speech-availability"},
-        }
-        for window in c.SLO_WINDOWS
-    ]
+    rules: list[Rule] = []
+    for window in c.SLO_WINDOWS:
+        bad, events = _slo_parts(window)
+        rules.append(
+            {
+                "record": slo_error_ratio(window),
+                "expr": f"{bad}\n/ {events}",
+                "labels": {"slo": "speech-availability"},
+            }
+        )
+    for long_w, _, _ in (*c.SLO_PAGE_BURNS, *c.SLO_TICKET_BURNS):
+        # increase(), not rate() * window: right after a restart it counts what happened.
+        _, events = _slo_parts(long_w)
+        rules.append(
+            {
+                "record": slo_events(long_w),
+                "expr": events.replace("(rate(", "(increase("),
+                "labels": {"slo": "speech-availability"},
+            }
+        )
+    le = f"{c.SPEECH_LATENCY_OBJECTIVE_S:g}"
+    if "." not in le:
+        le += ".0"  # prometheus-client writes bucket bounds as floats: le="30.0"
+    for long_w, short_w, _ in c.SLO_TICKET_BURNS:
+        for window in (long_w, short_w):
+            metric = "ef_tts_request_duration_seconds"
+            count = f"sum by (job) (rate({metric}_count{{{c.BACKEND}}}[{window}]))"
+            fast = f'sum by (job) (rate({metric}_bucket{{{c.BACKEND},le="{le}"}}[{window}]))'
+
+            rules.append(
+                {
+                    "record": slo_slow_ratio(window),
+                    "expr": f"1 - {fast}\n/ ({count} > 0)",
+                    "labels": {"slo": "speech-latency"},
+                }
+            )
+        rules.append(
+            {
+                "record": slo_latency_events(long_w),
+                "expr": (
+                    "sum by (job) (increase(ef_tts_request_duration_seconds_count"
+                    f"{{{c.BACKEND}}}[{long_w}]))"
+                ),
+                "labels": {"slo": "speech-latency"},
+            }
+        )
+    return rules
 
 
 def _storage() -> list[Rule]:
@@ -202,15 +262,12 @@ def _storage() -> list[Rule]:
             ),
         },
         {
-            "record": DB_GROWTH,
-            "expr": f"deriv(ef_db_size_bytes{{{c.BACKEND}}}[1h])",
+            "record": INODES_USED_RATIO,
+            "expr": f"1 - ef_disk_inodes_free{{{c.DISK}}}\n/ (ef_disk_inodes{{{c.DISK}}} > 0)",
         },
         {
-            "record": CACHE_FILL_RATIO,
-            "expr": (
-                f"ef_audio_cache_size_bytes{{{c.BACKEND}}}\n"
-                f"/ (ef_audio_cache_max_bytes{{{c.BACKEND}}} > 0)"
-            ),
+            "record": DB_GROWTH,
+            "expr": f"deriv(ef_db_size_bytes{{{c.BACKEND}}}[1h])",
         },
     ]
 

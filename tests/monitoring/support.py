@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,14 @@ DASHBOARDS_DIR = REPO / "dashboards"
 RUNBOOKS_DIR = REPO / "runbooks" / "alerts"
 PROMETHEUS_YML = REPO / "monitoring" / "prometheus" / "prometheus.yml"
 ALERTMANAGER_YML = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
+RENDER_SH = REPO / "monitoring" / "alertmanager" / "render.sh"
+BLACKBOX_YML = REPO / "monitoring" / "blackbox" / "blackbox.yml"
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+BLACKBOX = shutil.which("prometheus-blackbox-exporter") or "/usr/bin/prometheus-blackbox-exporter"
 
 
 # ------------------------------------------------------------------------- versioned rule files
@@ -163,8 +167,11 @@ def wait_for(check: Callable[[], Any], *, timeout: float, what: str, interval: f
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def start_prometheus(workdir: Path, config: dict[str, Any], *, port: int) -> Server:
-    """The Debian Prometheus on 127.0.0.1:``port`` with ``config`` and a fresh TSDB."""
+def start_prometheus(
+    workdir: Path, config: dict[str, Any], *, port: int, env: dict[str, str] | None = None
+) -> Server:
+    """The Debian Prometheus on 127.0.0.1:``port`` with ``config`` and a fresh TSDB; ``env``
+    fills the ``${VAR}`` of the external labels, as compose does."""
     config_path = workdir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return start_server(
@@ -174,7 +181,7 @@ def start_prometheus(workdir: Path, config: dict[str, Any], *, port: int) -> Ser
             f"--config.file={config_path}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
-            "--enable-feature=exemplar-storage",
+            "--enable-feature=exemplar-storage,expand-external-labels",
             "--web.enable-lifecycle",
             # Alerts evaluated before Alertmanager is discovered (discovery settles after ~5 s)
             # are dropped and only re-sent after this delay (1m by default).
@@ -182,11 +189,40 @@ def start_prometheus(workdir: Path, config: dict[str, Any], *, port: int) -> Ser
         ],
         port=port,
         log_dir=workdir / "logs",
+        env=env,
     ).wait_ready("/-/ready", timeout=60)
 
 
-def start_alertmanager(workdir: Path, config: dict[str, Any], *, port: int) -> Server:
-    """The Debian Alertmanager on 127.0.0.1:``port``, clustering off."""
+def blackbox_config(api_key_file: Path) -> dict[str, Any]:
+    """The versioned blackbox.yml with the probe's API key read from ``api_key_file``."""
+    config: dict[str, Any] = load_yaml(BLACKBOX_YML)
+    config["modules"]["http_speech"]["http"]["bearer_token_file"] = str(api_key_file)
+    return config
+
+
+def start_blackbox(workdir: Path, config: dict[str, Any], *, port: int) -> Server:
+    """The Debian prometheus-blackbox-exporter on 127.0.0.1:``port``."""
+    config_path = workdir / "blackbox.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return start_server(
+        "blackbox",
+        [BLACKBOX, f"--config.file={config_path}", f"--web.listen-address=127.0.0.1:{port}"],
+        port=port,
+        log_dir=workdir / "logs",
+    ).wait_ready("/-/healthy", timeout=30)
+
+
+def start_alertmanager(
+    workdir: Path,
+    config: dict[str, Any],
+    *,
+    port: int,
+    webhooks: dict[str, str] | None = None,
+    external_url: str | None = None,
+) -> Server:
+    """The Debian Alertmanager on 127.0.0.1:``port``, clustering off, started as the container
+    starts it: through monitoring/alertmanager/render.sh, which fills in the webhook URLs
+    (``webhooks``: EF_WATCHDOG_PING_URL, EF_ALERT_WEBHOOK_URL)."""
     config_path = workdir / "alertmanager.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     templates = workdir / "templates"
@@ -195,21 +231,25 @@ def start_alertmanager(workdir: Path, config: dict[str, Any], *, port: int) -> S
     return start_server(
         "alertmanager",
         [
-            ALERTMANAGER,
-            f"--config.file={config_path}",
+            "sh",
+            str(RENDER_SH),
             f"--storage.path={workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.external-url=http://127.0.0.1:{port}/",
+            f"--web.external-url={external_url or f'http://127.0.0.1:{port}'}/",
             "--cluster.listen-address=",
         ],
         port=port,
         log_dir=workdir / "logs",
+        env={
+            "EF_ALERTMANAGER_SOURCE": str(config_path),
+            "EF_ALERTMANAGER_RENDERED": str(workdir / "rendered"),
+            "ALERTMANAGER_BIN": ALERTMANAGER,
+            **(webhooks or {}),
+        },
     ).wait_ready("/-/ready", timeout=60)
 
 
-def alertmanager_for_test(
-    smtp: SmtpSink, password_file: Path, *, heartbeat_url: str | None = None
-) -> dict[str, Any]:
+def alertmanager_for_test(smtp: SmtpSink, password_file: Path) -> dict[str, Any]:
     """The versioned alertmanager.yml with the smarthost, login, secret path and timings of the
     test; the password itself is only in ``password_file``."""
     config: dict[str, Any] = load_yaml(ALERTMANAGER_YML)
@@ -221,10 +261,6 @@ def alertmanager_for_test(
     for route in [config["route"], *config["route"]["routes"]]:
         route["group_wait"] = "1s"
         route["group_interval"] = "1s"
-    if heartbeat_url:
-        for receiver in config["receivers"]:
-            if receiver["name"] == "heartbeat":
-                receiver["webhook_configs"] = [{"url": heartbeat_url, "send_resolved": False}]
     return config
 
 
@@ -349,6 +385,33 @@ class WebhookSink:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class StaticSite:
+    """A real HTTP server for a folder: the runbooks as a browsable repository serves them."""
+
+    def __init__(self, root: Path) -> None:
+        handler = partial(_QuietFiles, directory=str(root))
+        self.port = free_port()
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> StaticSite:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
 
 
 def iter_alert_names() -> Iterator[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from tests.monitoring.support import (
     ALERTMANAGER_YML,
     AMTOOL,
+    RENDER_SH,
     SmtpSink,
     alertmanager_for_test,
     iter_alert_names,
@@ -34,6 +36,36 @@ def test_check_config() -> None:
     assert " - 1 templates" in result.stdout  # the email template is found and parses
 
 
+def test_render_fills_the_webhook_urls_from_the_environment(tmp_path: Path) -> None:
+    """render.sh (the container's entrypoint) puts EF_WATCHDOG_PING_URL and EF_ALERT_WEBHOOK_URL
+    into a copy that amtool accepts; the versioned file keeps its placeholders."""
+    ping = "https://hc-ping.example/abc-123?x=1&y=2"
+    hook = "https://ntfy.example/echoforge|alerts"
+    result = subprocess.run(
+        ["sh", str(RENDER_SH), "--ignored-flag"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "EF_ALERTMANAGER_SOURCE": str(ALERTMANAGER_YML),
+            "EF_ALERTMANAGER_RENDERED": str(tmp_path / "out"),
+            "ALERTMANAGER_BIN": "true",
+            "EF_WATCHDOG_PING_URL": ping,
+            "EF_ALERT_WEBHOOK_URL": hook,
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = load_yaml(tmp_path / "out" / "alertmanager.yml")
+    receivers = {r["name"]: r for r in rendered["receivers"]}
+    assert receivers["heartbeat"]["webhook_configs"][0]["url"] == ping
+    assert receivers["second-channel"]["webhook_configs"][0]["url"] == hook
+    assert (tmp_path / "out" / "alertmanager.yml").stat().st_mode & 0o077 == 0  # tokens inside
+    check = _amtool("check-config", str(tmp_path / "out" / "alertmanager.yml"))
+    assert check.returncode == 0 and " - 1 templates" in check.stdout, check.stdout + check.stderr
+    assert ".invalid/" in ALERTMANAGER_YML.read_text()
+
+
 def test_smtp_password_comes_from_a_file() -> None:
     config = load_yaml(ALERTMANAGER_YML)
     assert config["global"]["smtp_auth_password_file"] == "/run/secrets/smtp_password"
@@ -49,8 +81,17 @@ def test_smtp_password_comes_from_a_file() -> None:
         (["alertname=EFDatabaseLarge", "severity=info"], "email-digest"),
         (["alertname=Watchdog", "severity=info"], "heartbeat"),
         (["alertname=SomethingNew"], "email-warning"),  # no severity: not lost
+        # Failing notifications go to the second channel, and to email as well (continue).
+        (
+            ["alertname=AlertmanagerFailedToSendAlerts", "severity=warning", "integration=email"],
+            "second-channel,email-warning",
+        ),
+        (
+            ["alertname=AlertmanagerFailedReload", "severity=critical"],
+            "second-channel,email-critical",
+        ),
     ],
-    ids=["critical", "warning", "info", "watchdog", "no-severity"],
+    ids=["critical", "warning", "info", "watchdog", "no-severity", "notify-failing", "am-reload"],
 )
 def test_route(labels: list[str], receiver: str) -> None:
     result = _amtool(
@@ -200,7 +241,7 @@ def test_inhibitions_in_a_real_alertmanager(alertmanager: Server) -> None:
         ],
     )
     expected = {
-        _key(critical_burn): False,
+        _key(critical_burn): True,  # the engine is down: the SLO burn follows (one page)
         _key(warning_burn): True,  # critical silences the warning of the same alert
         _key(tts_down): False,
         _key(slow): True,  # the engine is down: slow speech follows
@@ -225,3 +266,61 @@ def test_inhibitions_in_a_real_alertmanager(alertmanager: Server) -> None:
         )
 
     wait_for(second, timeout=30, what="inhibition by EFBackendDown")
+
+
+@pytest.fixture
+def fresh_alertmanager(tmp_path: Path) -> Iterator[Server]:
+    smtp = SmtpSink().start()
+    password = tmp_path / "smtp_password"
+    password.write_text(smtp.password)
+    server = start_alertmanager(tmp_path, alertmanager_for_test(smtp, password), port=free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
+        smtp.stop()
+
+
+@pytest.mark.server
+def test_one_cause_one_page(fresh_alertmanager: Server) -> None:
+    """ef_tts down: its own page, and nothing else that follows from it (the SLO page, the 5xx
+    warning, the backend's engine check, the failing probes, its restarts)."""
+    backend = {"job": "ef_backend", "instance": "b:8000"}
+    tts_down = {"alertname": "EFTTSDown", "severity": "critical", "component": "tts",
+                "job": "ef_tts", "instance": "t:5002"}  # fmt: skip
+    consequences = [
+        {"alertname": "EFSpeechErrorBudgetBurn", "severity": "critical", "component": "slo",
+         "slo": "speech-availability", "job": "ef_backend"},
+        {"alertname": "EFBackendHigh5xxRatio", "severity": "warning", "component": "backend",
+         "job": "ef_backend"},
+        {"alertname": "EFBackendNotReady", "severity": "critical", "component": "backend",
+         "check": "engine", **backend},
+        {"alertname": "EFProbeFailed", "severity": "critical", "component": "probe",
+         "job": "probe_speech", "instance": "http://ef_proxy:8080/api/v1/speech"},
+        {"alertname": "EFCrashLooping", "severity": "warning", "component": "process",
+         "job": "ef_tts", "instance": "t:5002"},
+    ]  # fmt: skip
+    unrelated = {"alertname": "EFCrashLooping", "severity": "warning", "component": "process",
+                 "job": "ef_disk_exporter", "instance": "d:9105"}  # fmt: skip
+    _post(fresh_alertmanager, [tts_down, *consequences, unrelated])
+    expected = {_key(tts_down): False, _key(unrelated): False}
+    expected |= {_key(alert): True for alert in consequences}
+    wait_for(
+        lambda: _inhibited(fresh_alertmanager) == expected,
+        timeout=30,
+        what="only EFTTSDown left to page",
+    )
+
+
+@pytest.mark.server
+def test_the_slo_page_holds_back_the_5xx_warning(fresh_alertmanager: Server) -> None:
+    burn = {"alertname": "EFSpeechErrorBudgetBurn", "severity": "critical", "component": "slo",
+            "slo": "speech-availability", "job": "ef_backend"}  # fmt: skip
+    errors = {"alertname": "EFBackendHigh5xxRatio", "severity": "warning", "component": "backend",
+              "job": "ef_backend"}  # fmt: skip
+    _post(fresh_alertmanager, [burn, errors])
+    wait_for(
+        lambda: _inhibited(fresh_alertmanager) == {_key(burn): False, _key(errors): True},
+        timeout=30,
+        what="the 5xx warning held back by the SLO page",
+    )

@@ -70,6 +70,7 @@ def test_monitoring_profile_and_optional_traces() -> None:
         "ef_alertmanager": ["monitoring"],
         "ef_grafana": ["monitoring"],
         "ef_disk_exporter": ["monitoring"],
+        "ef_blackbox": ["monitoring"],
         "ef_traces": ["traces"],
     }
 
@@ -78,6 +79,8 @@ def test_prometheus_flags_and_data() -> None:
     prometheus = SERVICES["ef_prometheus"]
     flags = prometheus["command"]
     assert "--storage.tsdb.retention.time=7d" in flags
+    assert any(f.startswith("--storage.tsdb.retention.size=") for f in flags)
+    assert "--enable-feature=expand-external-labels" in flags
     assert "--enable-feature=exemplar-storage" in flags
     assert "--web.enable-lifecycle" in flags
     assert "ef_prometheus_data:/prometheus" in prometheus["volumes"]
@@ -94,8 +97,9 @@ def test_secrets_are_files_not_values() -> None:
         == "/run/secrets/grafana_admin_password"
     )
     assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana["environment"]
+    assert SERVICES["ef_blackbox"]["secrets"] == ["probe_api_key"]
     secrets = load_yaml(COMPOSE)["secrets"]
-    assert set(secrets) == {"smtp_password", "grafana_admin_password"}
+    assert set(secrets) == {"smtp_password", "grafana_admin_password", "probe_api_key"}
     assert all("file" in s for s in secrets.values())
 
 
@@ -109,11 +113,45 @@ def test_disk_exporter_is_a_read_only_sidecar_of_the_data_volume() -> None:
 def test_scrape_targets_are_the_compose_services() -> None:
     """Prometheus scrapes the services by their compose names and ports (both files)."""
     main = load_yaml(MAIN_COMPOSE)["services"] if MAIN_COMPOSE.exists() else {}
-    known = {"ef_backend": 8000, "ef_tts": 5002, "ef_disk_exporter": 9105, "ef_alertmanager": 9093}
+    known = {
+        "ef_backend": 8000,
+        "ef_tts": 5002,
+        "ef_disk_exporter": 9105,
+        "ef_alertmanager": 9093,
+        "ef_blackbox": 9115,
+        "ef_proxy": 8080,
+    }
     for job in load_yaml(PROMETHEUS_YML)["scrape_configs"]:
-        for target in job["static_configs"][0]["targets"]:
+        targets = list(job["static_configs"][0]["targets"])
+        for relabel in job.get("relabel_configs", []):  # probes: the exporter, then the URL
+            if relabel.get("target_label") == "__address__":
+                targets.append(relabel["replacement"])
+                targets = [
+                    t.split("//", 1)[1].split("/", 1)[0] if "//" in t else t for t in targets
+                ]
+        for target in targets:
             host, port = target.split(":")
             if host == "localhost":
                 continue
             assert known[host] == int(port), target
             assert host in SERVICES or host in main, f"{target}: no such compose service"
+
+
+def test_links_and_webhooks_come_from_env() -> None:
+    """The operator sets the base URLs and webhooks once, in .env."""
+    prometheus = SERVICES["ef_prometheus"]["environment"]
+    assert prometheus["EF_GRAFANA_URL"].startswith("${EF_GRAFANA_URL:-")
+    assert prometheus["EF_RUNBOOK_URL"].startswith("${EF_RUNBOOK_URL:-")
+    external = load_yaml(PROMETHEUS_YML)["global"]["external_labels"]
+    assert external["ef_grafana_url"] == "${EF_GRAFANA_URL}"
+    assert external["ef_runbook_url"] == "${EF_RUNBOOK_URL}"
+    alertmanager = SERVICES["ef_alertmanager"]
+    assert alertmanager["entrypoint"] == ["/bin/sh", "/etc/ef/render.sh"]
+    assert set(alertmanager["environment"]) == {"EF_WATCHDOG_PING_URL", "EF_ALERT_WEBHOOK_URL"}
+    assert any(
+        f.startswith("--web.external-url=${EF_ALERTMANAGER_URL:-") for f in alertmanager["command"]
+    )
+    env_example = (REPO / ".env.example").read_text()
+    for name in ("EF_GRAFANA_URL", "EF_ALERTMANAGER_URL", "EF_RUNBOOK_URL", "EF_WATCHDOG_PING_URL",
+                 "EF_ALERT_WEBHOOK_URL"):  # fmt: skip
+        assert name in env_example, name

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.monitoring.support import dashboard_queries, dashboards, load_yaml, panels
+from monitoring.mixin.usage import metric_names
+from tests.monitoring.support import (
+    alert_rules,
+    dashboard_queries,
+    dashboards,
+    load_yaml,
+    panels,
+    recording_rules,
+)
 from tests.utils.procs import REPO
 
 PROVISIONING = REPO / "monitoring" / "grafana" / "provisioning"
 BOARDS = dashboards()
 
 
-def test_the_three_dashboards_with_stable_uids() -> None:
+def test_the_four_dashboards_with_stable_uids() -> None:
     assert {uid: board["title"] for uid, board in BOARDS.items()} == {
         "ef-overview": "EchoForge Overview",
         "ef-speech": "EchoForge Speech pipeline",
         "ef-storage": "EchoForge Storage",
+        "ef-slo": "EchoForge SLO",
     }
 
 
@@ -32,7 +42,7 @@ def test_dashboard_standards(uid: str) -> None:
     ids = [p["id"] for p in panels(board)]
     assert len(ids) == len(set(ids)), "panel ids must be unique (alerts link to them)"
     for panel in panels(board):
-        if panel["type"] == "row":
+        if panel["type"] in ("row", "alertlist"):
             continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         assert panel["description"], f"{panel['title']}: say what the panel shows"
@@ -58,7 +68,7 @@ def test_latency_panels_ask_for_exemplars() -> None:
         if any(t.get("exemplar") for t in p.get("targets", []))
     ]
     titles = {title for _, title in exemplar_panels}
-    assert {"Request duration", "Speech request duration by cache"} <= titles
+    assert {"Request duration p95 by route", "Speech request duration by cache"} <= titles
 
 
 def test_speech_dashboard_has_the_issue_panels() -> None:
@@ -67,9 +77,9 @@ def test_speech_dashboard_has_the_issue_panels() -> None:
     for title in (
         "Queue depth and jobs running",
         "Queue wait",
-        "Failure ratio by reason",
+        "Engine failure ratio",
         "Cache hit ratio",
-        "Real-time factor",
+        "Real-time factor by engine",
         "Engine up and model loaded",
     ):
         assert title in kinds
@@ -99,3 +109,79 @@ def test_dashboard_provider_is_read_only() -> None:
     assert provider["allowUiUpdates"] is False
     assert provider["disableDeletion"] is True
     assert provider["options"]["path"] == "/etc/ef/dashboards"
+
+
+def _normal(expr: str) -> str:
+    return re.sub(r"\s+", "", expr)
+
+
+def test_each_alert_panel_shows_the_alert_expression() -> None:
+    """The panel an alert's dashboard_url opens queries what the alert reads: the recording rule
+    it compares, or the expression itself (up to the comparison)."""
+    records = {rule["record"] for rule in recording_rules()}
+    for rule in alert_rules():
+        url = urlparse(rule["annotations"]["dashboard_url"].split("}}", 1)[1])
+        uid = url.path.split("/")[2]
+        panel_id = int(parse_qs(url.query)["viewPanel"][0])
+        (panel,) = [p for p in panels(BOARDS[uid]) if p["id"] == panel_id]
+        shown = " ".join(_normal(t["expr"]) for t in panel.get("targets", []))
+        if rule["alert"] == "Watchdog":
+            continue
+        read = [name for name in metric_names(rule["expr"]) if name in records]
+        if read:
+            assert any(name in shown for name in read), (rule["alert"], panel["title"])
+            continue
+        # No recording rule: the left-hand side of the first comparison is on the panel.
+        left = re.split(r"\s(?:==|!=|>=|<=|>|<)\s", rule["expr"], maxsplit=1)[0]
+        assert _normal(left).lstrip("(") in shown, (rule["alert"], panel["title"], left)
+
+
+def test_every_recording_rule_is_read() -> None:
+    """No dead recording rules: an alert or a panel reads each one."""
+    read: set[str] = set()
+    for rule in alert_rules() + recording_rules():
+        read |= metric_names(rule["expr"])
+    for _, _, expr in dashboard_queries():
+        read |= metric_names(expr)
+    unread = {rule["record"] for rule in recording_rules()} - read
+    assert unread == set()
+
+
+def test_targets_up_shows_zero_as_bad() -> None:
+    (panel,) = [p for p in panels(BOARDS["ef-overview"]) if p["title"] == "Scrape targets up"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[0] == {"color": "red", "value": None}
+    assert steps[1] == {"color": "green", "value": 1}
+
+
+def test_readiness_panel_has_every_check() -> None:
+    (panel,) = [p for p in panels(BOARDS["ef-overview"]) if p["title"] == "Readiness checks"]
+    exprs = " ".join(t["expr"] for t in panel["targets"])
+    for metric in ("ef_db_up", "ef_tts_engine_up", "ef_audio_cache_writable"):
+        assert metric in exprs
+
+
+def test_route_panels_leave_out_scrapes_and_probes() -> None:
+    for title in ("Request rate by route", "Request duration p95 by route"):
+        (panel,) = [p for p in panels(BOARDS["ef-overview"]) if p["title"] == title]
+        for target in panel["targets"]:
+            assert 'route=~"/api/v1/.*|/v1/.*"' in target["expr"], title
+
+
+def test_process_panels_and_alert_list() -> None:
+    board = BOARDS["ef-overview"]
+    exprs = " ".join(t["expr"] for p in panels(board) for t in p.get("targets", []))
+    for metric in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ):
+        assert metric in exprs
+    assert [p["title"] for p in panels(board) if p["type"] == "alertlist"] == ["Alerts"]
+
+
+@pytest.mark.parametrize("uid", sorted(BOARDS))
+def test_restart_and_version_annotations(uid: str) -> None:
+    names = {a["name"]: a for a in BOARDS[uid]["annotations"]["list"]}
+    assert "process_start_time_seconds" in names["Restarts"]["expr"]
+    assert "ef_build_info" in names["Version changes"]["expr"]

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, le=32)
     max_text_chars: int = Field(default=5000, ge=1, le=1_000_000)
     device: str = "cpu"
+    #: How long loading the model may take before alerts page (a first Coqui start downloads
+    #: the model); exported as ef_tts_engine_model_load_max_seconds for the rules to read.
+    model_load_max_s: float = Field(default=900.0, gt=0)
     log_level: str = "INFO"
     #: The voice used when a request names none (default: the model's own default).
     default_voice: str = ""

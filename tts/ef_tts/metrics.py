@@ -6,6 +6,7 @@ Labels come from bounded sets: one engine and one model per process, outcomes fr
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -66,6 +67,15 @@ model_load_seconds = Gauge(
     "How long the last model load took (set when it finished, successfully or not).",
     ["engine", "model"],
 )
+model_load_max_seconds = Gauge(
+    "ef_tts_engine_model_load_max_seconds",
+    "How long a model load may take (EF_TTS_MODEL_LOAD_MAX_S): within it, alerts stay silent.",
+    ["engine", "model"],
+)
+memory_limit_bytes = Gauge(
+    "ef_tts_memory_limit_bytes",
+    "Memory limit of this process's cgroup (the container's limit), 0 when there is none.",
+)
 build_info = Gauge(
     "ef_tts_build_info",
     "Always 1; the labels say which ef_tts, engine, device (EF_TTS_DEVICE) and Python run here.",
@@ -73,9 +83,29 @@ build_info = Gauge(
 )
 
 
-def init(engine: str, model: str, device: str = "cpu") -> None:
+def cgroup_memory_limit(root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The memory limit of this container: cgroup v2 ``memory.max`` or v1
+    ``memory.limit_in_bytes``; 0 when unlimited ("max", or v1's near-2**63 "no limit")."""
+    for path in (root / "memory.max", root / "memory" / "memory.limit_in_bytes"):
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if not text.isdigit():
+            return 0
+        value = int(text)
+        return value if value < 2**60 else 0
+    return 0
+
+
+# Read at each scrape: a limit changed with `docker update` shows at once.
+memory_limit_bytes.set_function(cgroup_memory_limit)
+
+
+def init(engine: str, model: str, device: str = "cpu", *, load_max_s: float) -> None:
     """Create every labelled series at start-up so dashboards and alerts see zeros, not gaps."""
     build_info.labels(__version__, engine, device, platform.python_version()).set(1)
+    model_load_max_seconds.labels(engine, model).set(load_max_s)
     for outcome in OUTCOMES:
         requests.labels(engine, outcome)
     inference_seconds.labels(engine, model)

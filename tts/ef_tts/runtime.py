@@ -70,7 +70,12 @@ class EngineRuntime:
             max_workers=settings.workers, thread_name_prefix="ef-tts-synth"
         )
         self._loader: threading.Thread | None = None
-        metrics.init(self.engine.name, self.engine.model, self.engine.device)
+        metrics.init(
+            self.engine.name,
+            self.engine.model,
+            self.engine.device,
+            load_max_s=settings.model_load_max_s,
+        )
 
     @property
     def labels(self) -> tuple[str, str]:

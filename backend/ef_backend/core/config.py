@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     accel_redirect_prefix: str = ""
     backup_dir: Path | None = Field(default=None, description="default: EF_DATA_DIR/backups")
     backup_keep: int = Field(default=7, ge=1, description="backups `ef backup` keeps")
+    #: Past the cap, eviction goes down to this share of it (a full cache is normal, not churn).
+    cache_low_water_ratio: float = Field(default=0.9, gt=0, le=1)
 
     # Engine
     tts_url: str = "http://127.0.0.1:5002"

@@ -49,7 +49,11 @@ class HttpMetrics(Collector):
     def __init__(self, buckets: Sequence[float] = metrics.HTTP_BUCKETS) -> None:
         self._bounds = tuple(float(b) for b in buckets)
         self._les = [floatToGoString(b) for b in self._bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
-        self._counts: dict[tuple[str, str, int], int] = {}
+        # The series the SLO and the 5xx alert read exist from the start, at 0.
+        self._counts: dict[tuple[str, str, int], int] = {
+            (method, route, int(status)): 0
+            for method, route, status in metrics.initial_http_series()
+        }
         self._histograms: dict[tuple[str, str], _Histogram] = {}
         self._in_progress = 0
         self._lock = threading.Lock()

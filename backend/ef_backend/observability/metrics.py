@@ -24,7 +24,8 @@ QUEUE_WAIT_BUCKETS = (0.005, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 12
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 #: Bounded label values.
-JOB_OUTCOMES = ("succeeded", "failed", "cancelled", "retried")
+#: "rejected": the engine refused the job's text (the client's fault; the SLO does not count it).
+JOB_OUTCOMES = ("succeeded", "failed", "rejected", "cancelled", "retried")
 FAILURE_REASONS = ("timeout", "engine_error", "unreachable", "rejected")
 CACHE_RESULTS = ("hit", "miss")
 #: Wyoming (Home Assistant): what a client asked for, and the codes of the error events we send.
@@ -43,6 +44,16 @@ WYOMING_ERROR_CODES = (
 )
 #: What core/db.py labels each statement with.
 DB_OPERATIONS = ("select", "insert", "update", "delete", "other")
+#: The user-facing routes the SLO and the 5xx alert read, with the statuses whose series are
+#: created at zero on start-up: otherwise the first 5xx of a route after a restart creates the
+#: series, and rate() cannot see that first increment.
+SLO_ROUTES = (
+    ("POST", "/api/v1/speech", "200"),
+    ("POST", "/v1/audio/speech", "200"),
+    ("POST", "/api/v1/jobs", "202"),
+    ("GET", "/api/v1/jobs/{job_id}/audio", "200"),
+)
+INITIAL_ERROR_STATUSES = ("500", "503")
 
 
 def trace_exemplar() -> dict[str, str] | None:
@@ -106,6 +117,10 @@ tts_jobs_in_progress = Gauge(
     "ef_tts_jobs_in_progress", "Jobs being synthesised now.", multiprocess_mode="livesum"
 )
 tts_jobs_total = Counter("ef_tts_jobs_total", "Jobs finished, by outcome.", ["outcome"])
+tts_queue_rejected_total = Counter(
+    "ef_tts_queue_rejected_total",
+    "Speech requests turned away with 503 because the queue was full (EF_QUEUE_MAX).",
+)
 tts_failures_total = Counter("ef_tts_failures_total", "Failed engine calls, by reason.", ["reason"])
 tts_audio_seconds_total = Counter(
     "ef_tts_audio_seconds_total", "Seconds of audio synthesised by the engine."
@@ -209,6 +224,17 @@ def init_label_values() -> None:
         wyoming_cache_requests_total.labels(result)
     for code in WYOMING_ERROR_CODES:
         wyoming_errors_total.labels(code)
+    for method, route, status in initial_http_series():
+        http_requests_total.labels(method, route, status)
+
+
+def initial_http_series() -> list[tuple[str, str, str]]:
+    """(method, route, status) of every ``ef_http_requests_total`` series created at zero."""
+    return [
+        (method, route, status)
+        for method, route, ok in SLO_ROUTES
+        for status in (ok, *INITIAL_ERROR_STATUSES)
+    ]
 
 
 __all__ = [
@@ -227,6 +253,7 @@ __all__ = [
     "http_requests_in_progress",
     "http_requests_total",
     "init_label_values",
+    "initial_http_series",
     "trace_exemplar",
     "tts_audio_seconds_total",
     "tts_engine_up",
@@ -234,6 +261,7 @@ __all__ = [
     "tts_first_audio_seconds",
     "tts_jobs_in_progress",
     "tts_jobs_total",
+    "tts_queue_rejected_total",
     "tts_queue_wait_seconds",
     "tts_request_duration_seconds",
     "tts_synthesis_duration_seconds",

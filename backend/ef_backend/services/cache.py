@@ -2,9 +2,11 @@
 
 A file's path comes from its key alone (``audio-cache/ab/cd/<key>.<ext>``, key = sha256 hex), so
 no user input ever reaches the file system. Files are written to a temporary name and renamed,
-so a reader never sees half a file. The least recently used entries are evicted when the total
-passes ``EF_CACHE_MAX_BYTES``. Several processes may share one cache: the database is the truth,
-a missing file is a miss, and deleting what another process already deleted is harmless.
+so a reader never sees half a file. When the total passes ``EF_CACHE_MAX_BYTES`` the least
+recently used entries are evicted down to a low-water mark (``EF_CACHE_LOW_WATER_RATIO`` of the
+cap), so that a full cache is not trimmed again at every write and sits below its cap. Several
+processes may share one cache: the database is the truth, a missing file is a miss, and deleting
+what another process already deleted is harmless.
 
 A hit is the path users take most, so it touches neither the database nor the file's bytes:
 the entries this process has seen are kept in memory (a ``stat`` confirms the file is still
@@ -104,9 +106,13 @@ class CachedAudio:
 class AudioCache:
     """Content-addressed audio files with LRU eviction under ``max_bytes``."""
 
-    def __init__(self, root: Path, sessions: SessionFactory, *, max_bytes: int) -> None:
+    def __init__(
+        self, root: Path, sessions: SessionFactory, *, max_bytes: int, low_water_ratio: float = 0.9
+    ) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        #: Where eviction stops once the total passed the cap.
+        self.low_water_bytes = int(max_bytes * low_water_ratio)
         self._sessions = sessions
         self._evictions = 0
         self._lock = threading.Lock()  # one evictor per process at a time
@@ -302,19 +308,22 @@ class AudioCache:
             )
 
     def evict(self, *, keep: str | None = None) -> int:
-        """Remove least recently used entries until the total fits the cap; returns how many."""
+        """Past the cap, remove least recently used entries down to the low-water mark; returns
+        how many."""
         removed = 0
         with self._lock:
+            if self.total_bytes() <= self.max_bytes:
+                return 0
             self.flush()  # eviction order comes from the database: bring recency up to date
             while True:
                 total = self.total_bytes()
-                if total <= self.max_bytes:
+                if total <= self.low_water_bytes:
                     break
                 victims = self._oldest(exclude=keep)
                 if not victims:
                     break
                 for entry in victims:
-                    if total <= self.max_bytes:
+                    if total <= self.low_water_bytes:
                         break
                     if self._remove(entry):
                         removed += 1

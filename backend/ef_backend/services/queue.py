@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 from ef_backend.core.db import SessionFactory
 from ef_backend.core.errors import JobConflict, JobNotFound, QueueFull
 from ef_backend.models import ACTIVE_STATUSES, AudioFormat, Job, JobStatus, utcnow
+from ef_backend.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class JobQueue:
                     return existing, False
                 queued = self.count(JobStatus.queued, session=session)
                 if queued >= self.max_queued:
+                    metrics.tts_queue_rejected_total.inc()
                     raise QueueFull(
                         f"The queue is full ({queued} jobs waiting, "
                         f"EF_QUEUE_MAX={self.max_queued}); try again later.",
@@ -118,6 +120,7 @@ class JobQueue:
                     session.rollback()
                     continue
                 return job, True
+        metrics.tts_queue_rejected_total.inc()
         raise QueueFull("The queue is too busy to accept the job; try again.", retry_after=1.0)
 
     # -- worker side -------------------------------------------------------------------------

@@ -44,7 +44,10 @@ class Runtime:
         self.db_engine = db.make_engine(settings)
         self.sessions = db.session_factory(self.db_engine)
         self.cache = AudioCache(
-            settings.cache_dir, self.sessions, max_bytes=settings.cache_max_bytes
+            settings.cache_dir,
+            self.sessions,
+            max_bytes=settings.cache_max_bytes,
+            low_water_ratio=settings.cache_low_water_ratio,
         )
         self.client = EngineClient(
             settings.tts_url,

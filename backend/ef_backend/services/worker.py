@@ -288,7 +288,10 @@ class WorkerPool:
             await asyncio.to_thread(
                 self.queue.fail, job.id, worker_id, reason=exc.reason, error=exc.message
             )
-            metrics.tts_jobs_total.labels("failed").inc()
+            # Text the engine refused is the client's fault: counted apart, outside the SLO.
+            metrics.tts_jobs_total.labels(
+                "rejected" if exc.reason == "rejected" else "failed"
+            ).inc()
             log.warning(
                 "job failed", extra={"job_id": job.id, "reason": exc.reason, "error": exc.message}
             )

@@ -16,13 +16,16 @@ from tests.backend.observability.support import samples
 def reference() -> tuple[CollectorRegistry, PrometheusHttpObserver]:
     """The same three metrics as prometheus-client objects, on a registry of their own."""
     registry = CollectorRegistry()
+    requests = Counter(
+        "ef_http_requests_total",
+        metrics.HTTP_REQUESTS_HELP,
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    for series in metrics.initial_http_series():  # as init_label_values() does at start-up
+        requests.labels(*series)
     observer = PrometheusHttpObserver(
-        Counter(
-            "ef_http_requests_total",
-            metrics.HTTP_REQUESTS_HELP,
-            ["method", "route", "status"],
-            registry=registry,
-        ),
+        requests,
         Histogram(
             "ef_http_request_duration_seconds",
             metrics.HTTP_DURATION_HELP,
@@ -80,3 +83,20 @@ def test_same_exposition_as_prometheus_client() -> None:
     assert samples(ours_text) == samples(ref_text)
     help_lines = sorted(line for line in ours_text.splitlines() if line.startswith("#"))
     assert help_lines == sorted(line for line in ref_text.splitlines() if line.startswith("#"))
+
+
+def test_the_slo_status_series_exist_at_zero_from_the_start() -> None:
+    """The first 503 of a speech route after a restart is a rate() increase from 0, not a new
+    series that rate() cannot see."""
+    registry = CollectorRegistry()
+    registry.register(HttpMetrics())
+    for method, route in (("POST", "/api/v1/speech"), ("GET", "/api/v1/jobs/{job_id}/audio")):
+        for status in ("500", "503"):
+            labels = {"method": method, "route": route, "status": status}
+            assert registry.get_sample_value("ef_http_requests_total", labels) == 0.0, labels
+    assert (
+        registry.get_sample_value(
+            "ef_http_requests_total", {"method": "POST", "route": "/api/v1/jobs", "status": "202"}
+        )
+        == 0.0
+    )

@@ -98,6 +98,23 @@ def test_least_recently_used_entries_are_evicted_at_the_cap(cache: AudioCache) -
     assert sample("ef_audio_cache_evictions_total") == evictions + 1
 
 
+def test_eviction_goes_down_to_the_low_water_mark(tmp_path: Path, sessions: SessionFactory) -> None:
+    """Past the cap the cache is trimmed to the low-water mark, not just under the cap: the next
+    writes then evict nothing, and a full cache is not trimmed at every write."""
+    cache = AudioCache(tmp_path / "lw", sessions, max_bytes=10_000, low_water_ratio=0.5)
+    for n in range(3):  # 9000 bytes: under the cap, nothing evicted
+        cache.put(key(30 + n), AudioFormat.wav, bytes(3000), duration_s=1.0)
+        time.sleep(0.002)
+    assert cache.stats()["evictions"] == 0
+    cache.put(key(33), AudioFormat.wav, bytes(3000), duration_s=1.0)  # 12000: past the cap
+    stats = cache.stats()
+    assert stats["size_bytes"] == 3000 and stats["entries"] == 1  # down to <= 5000 bytes
+    assert stats["evictions"] == 3
+    assert cache.get(key(33), record=False) is not None  # the newest stays
+    cache.put(key(34), AudioFormat.wav, bytes(1000), duration_s=1.0)
+    assert cache.stats()["evictions"] == 3  # under the cap again: no eviction
+
+
 def test_an_entry_larger_than_the_cap_survives_until_the_next_write(cache: AudioCache) -> None:
     cache.put(key(10), AudioFormat.wav, bytes(4000), duration_s=1.0)
     cache.put(key(11), AudioFormat.wav, bytes(12_000), duration_s=3.0)

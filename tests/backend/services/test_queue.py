@@ -22,6 +22,7 @@ from ef_backend.services.engine import EngineClient
 from ef_backend.services.events import JobEvents
 from ef_backend.services.queue import JobQueue, NewJob
 from ef_backend.services.worker import WorkerPool, WorkerSettings
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 
@@ -85,8 +86,11 @@ def test_backpressure_past_the_queue_max(sessions: db.SessionFactory) -> None:
     queue = JobQueue(sessions, max_queued=3, lease_s=30.0, concurrency=1)
     for n in range(3):
         queue.enqueue(new_job(n))
+    rejected = REGISTRY.get_sample_value("ef_tts_queue_rejected_total") or 0.0
     with pytest.raises(QueueFull) as caught:
         queue.enqueue(new_job(99))
+    # Counted: EFQueueFull alerts on it (a full, flat queue has no growth to alert on).
+    assert REGISTRY.get_sample_value("ef_tts_queue_rejected_total") == rejected + 1
     assert caught.value.retry_after is not None and caught.value.retry_after >= 1
     assert "EF_QUEUE_MAX=3" in caught.value.message
     assert queue.enqueue(new_job(1))[1] is False  # joining an existing job is still fine

@@ -194,12 +194,16 @@ async def test_an_engine_refusal_fails_at_once(
     service = await service_factory(tts_url=piper_tts.url, job_retry_backoff_s=0.05)
     keyed = {**await voice_of(service), "voice": "ghost"}
     rejected = metric("ef_tts_failures_total", reason="rejected")
+    outcomes = {o: metric("ef_tts_jobs_total", outcome=o) for o in ("rejected", "failed")}
     job, _ = service.queue.enqueue(new_job("Say this in a voice that does not exist.", **keyed))
     service.events.work_queued()
     done = await finished(service, job.id)
     assert done.status is JobStatus.failed
     assert done.error_reason == "rejected" and done.attempts == 1
     assert metric("ef_tts_failures_total", reason="rejected") == rejected + 1
+    # The client's fault: its own outcome, which the availability SLO does not count as failed.
+    assert metric("ef_tts_jobs_total", outcome="rejected") == outcomes["rejected"] + 1
+    assert metric("ef_tts_jobs_total", outcome="failed") == outcomes["failed"]
 
 
 async def test_a_timeout_is_retried_then_fails_with_reason_timeout(
