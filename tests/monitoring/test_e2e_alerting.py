@@ -385,7 +385,8 @@ def test_backend_down_sends_the_email_with_its_runbook(stack: Stack) -> None:
     body = text_body(email)
     assert "Summary:     The EchoForge backend is down." in body
     assert f"Prometheus cannot scrape ef_backend at 127.0.0.1:{stack.backend.port}" in body
-    links = dict(re.findall(r"^(Runbook|Dashboard|Silence): +(\S+)$", body, flags=re.MULTILINE))
+    links = dict(re.findall(r"^(Runbook|Dashboard|Silence):[ \t]+(\S+)", body, flags=re.MULTILINE))
+    assert set(links) == {"Runbook", "Dashboard", "Silence"}, body
     # The runbook link opens the runbook, as the operator's runbook site (EF_RUNBOOK_URL) serves it.
     assert links["Runbook"] == f"{stack.runbooks.url}/runbooks/alerts/EFBackendDown.md"
     runbook = httpx.get(links["Runbook"], timeout=10)
