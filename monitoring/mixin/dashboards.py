@@ -337,8 +337,8 @@ def overview() -> Dashboard:
                         "discovered",
                     ),
                     Target(
-                        f"rate(prometheus_notifications_errors_total{{{prom}}}[5m])\n"
-                        f"/ rate(prometheus_notifications_sent_total{{{prom}}}[5m]) * 100",
+                        f"(\n  rate(prometheus_notifications_errors_total{{{prom}}}[5m])\n"
+                        f"/\n  rate(prometheus_notifications_sent_total{{{prom}}}[5m])\n)\n* 100",
                         "% errors {{alertmanager}}",
                     ),
                 ),
@@ -562,12 +562,17 @@ def speech() -> Dashboard:
                 30,
                 "engine_up",
                 "Engine up and model loaded",
-                "Backend's last engine probe, and ef_tts's own model state (EFTTSNotReady, "
-                "EFTTSModelLoadFailed).",
+                "Backend's last engine probe, ef_tts's own model state (EFTTSNotReady, "
+                "EFTTSModelLoadFailed), and 1 while ef_tts loads within its configured load time "
+                "(no alert pages then).",
                 (
                     Target(f"ef_tts_engine_up{{{backend}}}", "backend probe"),
                     Target(f"ef_tts_engine_model_loaded{{{tts}}}", "model loaded ({{model}})"),
                     Target(f"ef_tts_engine_model_load_failed{{{tts}}}", "load failed ({{model}})"),
+                    Target(
+                        "count(" + _one_line(r.tts_loading_in_time()) + ") or vector(0)",
+                        "loading within EF_TTS_MODEL_LOAD_MAX_S",
+                    ),
                 ),
                 width=8,
                 minimum=0,

@@ -132,9 +132,8 @@ def test_inhibitions_name_real_alerts() -> None:
 # ---------------------------------------------------------------- a real Alertmanager
 
 
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("alertmanager")
+def _running_alertmanager(workdir: Path) -> Iterator[Server]:
+    """A real Alertmanager with the versioned configuration and an SMTP server behind it."""
     smtp = SmtpSink().start()
     password = workdir / "smtp_password"
     password.write_text(smtp.password)  # no newline: Alertmanager sends the file as is
@@ -144,6 +143,11 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         server.stop()
         smtp.stop()
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _running_alertmanager(tmp_path_factory.mktemp("alertmanager"))
 
 
 def _post(server: Server, alerts: list[dict[str, str]]) -> None:
@@ -270,15 +274,8 @@ def test_inhibitions_in_a_real_alertmanager(alertmanager: Server) -> None:
 
 @pytest.fixture
 def fresh_alertmanager(tmp_path: Path) -> Iterator[Server]:
-    smtp = SmtpSink().start()
-    password = tmp_path / "smtp_password"
-    password.write_text(smtp.password)
-    server = start_alertmanager(tmp_path, alertmanager_for_test(smtp, password), port=free_port())
-    try:
-        yield server
-    finally:
-        server.stop()
-        smtp.stop()
+    """One of its own: the module's Alertmanager holds alerts that would inhibit these."""
+    yield from _running_alertmanager(tmp_path)
 
 
 @pytest.mark.server

@@ -44,16 +44,21 @@ def test_thresholds_appear_in_the_rules() -> None:
             "ef-backend.rules.yml",
             "ef-speech.rules.yml",
             "ef-storage.rules.yml",
+            "ef-tts.rules.yml",
+            "ef-process.rules.yml",
         )
     )
     for value in (
         config.HTTP_ERROR_RATIO_MAX,
         config.HTTP_MIN_RPS,
         config.FAILURE_RATIO_MAX,
-        config.QUEUE_BACKLOG_MIN,
+        config.QUEUE_OLDEST_AGE_MAX_S,
+        config.INODES_USED_WARNING,
+        config.TTS_MEMORY_RATIO_MAX,
+        config.CRASH_LOOP_RESTARTS,
+        config.CACHE_HIT_RATIO_MIN,
         config.DISK_USED_WARNING,
         config.DISK_USED_CRITICAL,
         config.DB_SIZE_MAX_BYTES,
-        config.CACHE_NEAR_CAP_RATIO,
     ):
         assert f" {value}" in text, value

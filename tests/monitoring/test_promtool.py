@@ -52,7 +52,8 @@ def test_a_broken_expectation_fails(tmp_path: Path) -> None:
     target = tmp_path / "relocated.test.yml"
     target.write_text(relocated)
     assert _promtool("test", "rules", target, cwd=tmp_path).returncode == 0  # same case: passes
-    broken = relocated.replace("(threshold 5%)", "(threshold 6%)")
+    broken = relocated.replace("(threshold 5%;", "(threshold 6%;")
+    assert broken != relocated
     target = tmp_path / "broken.test.yml"
     target.write_text(broken)
     result = _promtool("test", "rules", target, cwd=tmp_path)
