@@ -56,8 +56,8 @@ class Alert:
 
 
 def runbook_base() -> str:
-    """The runbooks folder, from the external label that .env sets (EF_RUNBOOK_URL)."""
-    return f"{{{{ $externalLabels.{c.RUNBOOK_URL_LABEL} }}}}"
+    """The runbooks folder, from the external label that .env sets (EF_RUNBOOKS_URL)."""
+    return f"{{{{ $externalLabels.{c.RUNBOOKS_URL_LABEL} }}}}"
 
 
 def grafana_base() -> str:

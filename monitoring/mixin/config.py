@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Final
 
 # Where the links in every alert point. The base URLs are Prometheus external labels, which
-# prometheus.yml fills from the environment (EF_GRAFANA_URL, EF_RUNBOOK_URL in .env, defaults in
+# prometheus.yml fills from the environment (EF_GRAFANA_URL, EF_RUNBOOKS_URL in .env, defaults in
 # docker-compose.monitoring.yml): annotations read them as ``$externalLabels.<name>``, so one
 # setting in .env fixes every link. The email template leaves these labels out of its label list.
 GRAFANA_URL_LABEL: Final = "ef_grafana_url"
-RUNBOOK_URL_LABEL: Final = "ef_runbook_url"
+RUNBOOKS_URL_LABEL: Final = "ef_runbooks_url"
 #: What compose uses when .env sets nothing (the promtool tests use the same values).
 DEFAULT_GRAFANA_URL: Final = "http://localhost:3000"
-DEFAULT_RUNBOOK_URL: Final = "https://github.com/echoforge/echoforge/blob/main/runbooks"
+DEFAULT_RUNBOOKS_URL: Final = "https://github.com/echoforge/echoforge/blob/main/runbooks"
 
 # Scrape job names (monitoring/prometheus/prometheus.yml uses the same).
 JOB_BACKEND: Final = "ef_backend"

@@ -141,10 +141,10 @@ def test_links_and_webhooks_come_from_env() -> None:
     """The operator sets the base URLs and webhooks once, in .env."""
     prometheus = SERVICES["ef_prometheus"]["environment"]
     assert prometheus["EF_GRAFANA_URL"].startswith("${EF_GRAFANA_URL:-")
-    assert prometheus["EF_RUNBOOK_URL"].startswith("${EF_RUNBOOK_URL:-")
+    assert prometheus["EF_RUNBOOKS_URL"].startswith("${EF_RUNBOOKS_URL:-")
     external = load_yaml(PROMETHEUS_YML)["global"]["external_labels"]
     assert external["ef_grafana_url"] == "${EF_GRAFANA_URL}"
-    assert external["ef_runbook_url"] == "${EF_RUNBOOK_URL}"
+    assert external["ef_runbooks_url"] == "${EF_RUNBOOKS_URL}"
     alertmanager = SERVICES["ef_alertmanager"]
     assert alertmanager["entrypoint"] == ["/bin/sh", "/etc/ef/render.sh"]
     assert set(alertmanager["environment"]) == {"EF_WATCHDOG_PING_URL", "EF_ALERT_WEBHOOK_URL"}
@@ -152,6 +152,6 @@ def test_links_and_webhooks_come_from_env() -> None:
         f.startswith("--web.external-url=${EF_ALERTMANAGER_URL:-") for f in alertmanager["command"]
     )
     env_example = (REPO / ".env.example").read_text()
-    for name in ("EF_GRAFANA_URL", "EF_ALERTMANAGER_URL", "EF_RUNBOOK_URL", "EF_WATCHDOG_PING_URL",
+    for name in ("EF_GRAFANA_URL", "EF_ALERTMANAGER_URL", "EF_RUNBOOKS_URL", "EF_WATCHDOG_PING_URL",
                  "EF_ALERT_WEBHOOK_URL"):  # fmt: skip
         assert name in env_example, name

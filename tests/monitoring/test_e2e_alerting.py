@@ -186,7 +186,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, piper_tts: Server) -> Iterat
             mixin.JOB_PROBE_SPEECH: f"{backend.url}/api/v1/speech",
         }
         config = _prometheus_for_test(_rules_for_test(prom_dir / "rules"), ports, am_port, probes)
-        links = {"EF_GRAFANA_URL": GRAFANA_URL, "EF_RUNBOOK_URL": f"{runbooks.url}/runbooks"}
+        links = {"EF_GRAFANA_URL": GRAFANA_URL, "EF_RUNBOOKS_URL": f"{runbooks.url}/runbooks"}
         prometheus = start_prometheus(prom_dir, config, port=prom_port, env=links)
         started.append(prometheus)
         stack = Stack(
@@ -387,7 +387,7 @@ def test_backend_down_sends_the_email_with_its_runbook(stack: Stack) -> None:
     assert f"Prometheus cannot scrape ef_backend at 127.0.0.1:{stack.backend.port}" in body
     links = dict(re.findall(r"^(Runbook|Dashboard|Silence):[ \t]+(\S+)", body, flags=re.MULTILINE))
     assert set(links) == {"Runbook", "Dashboard", "Silence"}, body
-    # The runbook link opens the runbook, as the operator's runbook site (EF_RUNBOOK_URL) serves it.
+    # The runbook link opens the runbook as the runbook site (EF_RUNBOOKS_URL) serves it.
     assert links["Runbook"] == f"{stack.runbooks.url}/runbooks/alerts/EFBackendDown.md"
     runbook = httpx.get(links["Runbook"], timeout=10)
     assert runbook.status_code == 200 and runbook.text.startswith("# EFBackendDown\n")
@@ -405,7 +405,7 @@ def test_backend_down_sends_the_email_with_its_runbook(stack: Stack) -> None:
     path, _, query_string = silence.fragment.partition("?")
     assert path == "/silences/new"
     matchers = parse_qs(query_string)["filter"][0]
-    assert "ef_grafana_url" not in matchers and "ef_runbook_url" not in matchers
+    assert "ef_grafana_url" not in matchers and "ef_runbooks_url" not in matchers
     pairs = dict(re.findall(r'(\w+)="([^"]*)"', matchers))
     assert pairs["alertname"] == "EFBackendDown" and pairs["instance"] == instance
     _silence(stack.alertmanager, pairs)

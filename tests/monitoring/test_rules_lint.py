@@ -84,9 +84,9 @@ def test_alert_meets_the_standard(rule: dict[str, Any]) -> None:
     assert summary.endswith("."), summary
     assert "{{" in annotations["description"], "description must carry the values"
 
-    # The base URL is an external label that .env sets (EF_RUNBOOK_URL).
+    # The base URL is an external label that .env sets (EF_RUNBOOKS_URL).
     assert annotations["runbook_url"] == (
-        f"{{{{ $externalLabels.{config.RUNBOOK_URL_LABEL} }}}}/alerts/{name}.md"
+        f"{{{{ $externalLabels.{config.RUNBOOKS_URL_LABEL} }}}}/alerts/{name}.md"
     )
     assert (RUNBOOKS_DIR / f"{name}.md").is_file(), f"runbooks/alerts/{name}.md is missing"
 
