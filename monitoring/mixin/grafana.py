@@ -152,7 +152,9 @@ def _options(kind: str) -> Json:
             "dashboardAlerts": False,
             "alertName": "",
             "alertInstanceLabelFilter": "",
+            # The data source's name: Grafana lists the rules Prometheus evaluates.
             "datasource": PROMETHEUS_NAME,
+            "showInstances": True,
             "stateFilter": {
                 "firing": True,
                 "pending": True,
