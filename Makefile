@@ -108,7 +108,6 @@ screenshots: system-deps venv
 
 bench: venv system-deps
 	$(PY) bench/run.py
-	$(PY) bench/spans.py
 	$(PY) bench/cache_hit.py
 	$(PY) bench/synthesis.py
 	$(PY) bench/fuzz.py

@@ -13,7 +13,6 @@ Configurations:
                  every request traced)
   all-10pct      as "all" with OTEL_TRACES_SAMPLER=parentbased_traceidratio, ARG=0.1
   instrumentator prometheus-fastapi-instrumentator instead of ours
-  otel-stock     ours (metrics + logs) with the stock FastAPIInstrumentor (send/receive spans)
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any, cast
 
 from fastapi import FastAPI
 
-CONFIGS = ("off", "metrics", "logs", "all", "all-10pct", "instrumentator", "otel-stock")
+CONFIGS = ("off", "metrics", "logs", "all", "all-10pct", "instrumentator")
 
 
 def _minimal() -> FastAPI:
@@ -73,19 +72,4 @@ def create() -> Any:
         app = _base_app(instrumented=False)
         Instrumentator().instrument(app).expose(app)
         return app
-    if config == "otel-stock":
-        import ef_common.tracing as tracing
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        def stock(
-            app: Any, *, service: str, tracer_provider: Any | None = None
-        ) -> tracing.RequestTracing:
-            provider = tracer_provider or tracing.configure_tracing(service)
-            FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
-            return tracing.RequestTracing(enabled=True)
-
-        import ef_backend.observability.install as setup
-
-        patched: Any = setup
-        patched.instrument_app = stock
     return _base_app(instrumented=True)

@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from bench.apps import CONFIGS  # noqa: E402
 
 TARGETS = {"metrics": 0.10, "all": 0.20}
-LOGGED = ("logs", "all", "all-10pct", "otel-stock")
+LOGGED = ("logs", "all", "all-10pct")
 ENDPOINT = "/health/live"
 
 
@@ -104,7 +104,7 @@ def bench_env(config: str, app: str, sink_port: int, workdir: Path) -> dict[str,
         # The access log is part of "logs" and "everything on" only; elsewhere it stays silent.
         EF_LOG_LEVEL="INFO" if config in LOGGED else "WARNING",
     )
-    if config in ("all", "all-10pct", "otel-stock"):
+    if config in ("all", "all-10pct"):
         env.update(
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink_port}",

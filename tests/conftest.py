@@ -1,4 +1,4 @@
-"""Fixtures shared by every test package: real servers on loopback."""
+"""Fixtures shared by every test package: real servers on loopback, spans in memory."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.utils.procs import COQUI_BIN, REPO, Server, free_port, start_ef_tts, start_server
 
@@ -14,6 +18,30 @@ from tests.utils.procs import COQUI_BIN, REPO, Server, free_port, start_ef_tts, 
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def _memory_tracing() -> InMemorySpanExporter:
+    """The SDK with an in-memory exporter as this process's tracer provider.
+
+    OpenTelemetry allows one global provider per process, so once a test asks for ``spans``
+    every app built in this test process afterwards is traced too (as in production, where
+    ``OTEL_*`` decides once at start).
+    """
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    assert trace.get_tracer_provider() is provider, "another tracer provider was set first"
+    return exporter
+
+
+@pytest.fixture
+def spans(_memory_tracing: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    """The spans this test makes, in memory (read with ``get_finished_spans()``)."""
+    _memory_tracing.clear()
+    yield _memory_tracing
+    _memory_tracing.clear()
 
 
 @pytest.fixture(scope="session")

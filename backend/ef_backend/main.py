@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ef_common.heap import freeze_startup_heap
 from ef_common.logging import configure_logging
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -50,7 +49,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.wyoming_enabled:
         app.state.wyoming = WyomingListener(settings, runtime.speech)
         await app.state.wyoming.start()
-    freeze_startup_heap()  # what lives as long as the process leaves the collector's scans
     log.info("ef_backend started", extra={"tts_url": settings.tts_url, "version": settings.version})
     try:
         yield

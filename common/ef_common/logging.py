@@ -4,9 +4,7 @@ Every record carries ``time``, ``level``, ``logger``, ``message``, ``service``, 
 ``trace_id`` and ``span_id`` (null outside a request or a sampled trace), plus whatever the caller
 passed in ``extra=``. The access log (logger ``ef.access``, written for
 :class:`ef_common.asgi.RequestContextMiddleware` by :func:`write_access_log`) adds ``method``,
-``route``, ``path``, ``status``, ``duration_ms``, ``client_ip`` and ``client``; its lines are
-written once per event-loop turn, for every request that ended in it
-(:mod:`ef_common.request_batch`).
+``route``, ``path``, ``status``, ``duration_ms``, ``client_ip`` and ``client``.
 
 uvicorn's own loggers are routed through the same handler; its access log is switched off
 because ours carries the route template, request id and trace id.
@@ -21,13 +19,14 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from opentelemetry import trace
 
 from ef_common.context import current_request
-from ef_common.request_batch import RequestRecord
+
+if TYPE_CHECKING:
+    from ef_common.asgi import RequestRecord
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -95,9 +94,9 @@ class JsonFormatter(logging.Formatter):
         Same fields, same order as the generic path (a test keeps the two in step); about a
         fifth of its cost, which matters on a line written for every request.
         """
-        if request.trace_id:
-            trace_id = f'"{request.trace_id:032x}"'
-            span_id = f'"{request.span_id:016x}"'
+        if request.trace_id is not None:
+            trace_id = f'"{request.trace_id}"'
+            span_id = f'"{request.span_id}"'
         else:
             trace_id = span_id = "null"
         rid = request.request_id
@@ -171,21 +170,20 @@ def _fast_handler() -> logging.StreamHandler[Any] | None:
     return None
 
 
-def write_access_log(requests: Sequence[RequestRecord]) -> None:
-    """Write the access-log records of ``requests`` (logger ``ef.access``, level INFO).
+def write_access_log(request: RequestRecord) -> None:
+    """Write the access-log line of ``request`` (logger ``ef.access``, level INFO).
 
-    When the access log goes only to our JSON handler (the normal set-up), the lines are built
-    directly and written with one ``write()``; otherwise (tests capturing logs, extra handlers)
-    each goes through ``logging`` like any record, with the same fields and time.
+    When the access log goes only to our JSON handler (the normal set-up), the line is built
+    directly; otherwise (tests capturing logs, extra handlers) it goes through ``logging`` like
+    any record, with the same fields and time.
     """
-    if not requests or not _access_logger.isEnabledFor(logging.INFO):
+    if not _access_logger.isEnabledFor(logging.INFO):
         return
     handler = _fast_handler()
     if handler is not None:
         formatter = handler.formatter
         assert isinstance(formatter, JsonFormatter)
-        end = handler.terminator
-        text = "".join([formatter.access_line(request) + end for request in requests])
+        text = formatter.access_line(request) + handler.terminator
         handler.acquire()
         try:
             handler.stream.write(text)
@@ -195,31 +193,30 @@ def write_access_log(requests: Sequence[RequestRecord]) -> None:
         finally:
             handler.release()
         return
-    for request in requests:
-        record = _access_logger.makeRecord(
-            ACCESS_LOGGER,
-            logging.INFO,
-            __file__,
-            0,
-            "%s %s %d",
-            (request.method, request.route, request.status),
-            None,
-            extra={
-                "request_id": request.request_id,
-                "trace_id": f"{request.trace_id:032x}" if request.trace_id else None,
-                "span_id": f"{request.span_id:016x}" if request.trace_id else None,
-                "method": request.method,
-                "route": request.route,
-                "path": request.path,
-                "status": request.status,
-                "duration_ms": round(request.duration_s * 1000.0, 3),
-                "client_ip": request.client_ip,
-                "client": request.client,
-            },
-        )
-        record.created = request.time  # when the response ended, as on the fast path
-        record.msecs = (request.time - int(request.time)) * 1000.0
-        _access_logger.handle(record)
+    record = _access_logger.makeRecord(
+        ACCESS_LOGGER,
+        logging.INFO,
+        __file__,
+        0,
+        "%s %s %d",
+        (request.method, request.route, request.status),
+        None,
+        extra={
+            "request_id": request.request_id,
+            "trace_id": request.trace_id,
+            "span_id": request.span_id,
+            "method": request.method,
+            "route": request.route,
+            "path": request.path,
+            "status": request.status,
+            "duration_ms": round(request.duration_s * 1000.0, 3),
+            "client_ip": request.client_ip,
+            "client": request.client,
+        },
+    )
+    record.created = request.time  # when the response ended, as on the fast path
+    record.msecs = (request.time - int(request.time)) * 1000.0
+    _access_logger.handle(record)
 
 
 def _level(level: str | int) -> int:

@@ -1,57 +1,52 @@
-"""OpenTelemetry tracing, configured only from the standard ``OTEL_*`` variables.
+"""OpenTelemetry tracing on the SDK, configured only from the standard ``OTEL_*`` variables.
 
-- ``OTEL_TRACES_EXPORTER``: ``otlp`` (OTLP over HTTP/protobuf), ``console`` (one JSON span per
-  line on stderr, so stdout stays JSON log lines), ``none`` (the default: no tracing at all,
-  and no cost); a comma-separated list enables several.
-- ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, ``..._HEADERS``,
-  ``..._TIMEOUT``, ``..._COMPRESSION``, ``..._CERTIFICATE``: see :mod:`ef_common.span_export`
-  (default endpoint ``http://localhost:4318``).
-- ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG`` (default ``parentbased_always_on``),
-  ``OTEL_SPAN_*_LIMIT``, ``OTEL_BSP_*``; ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``
-  set the resource; ``OTEL_SDK_DISABLED=true`` turns everything off.
-- ``OTEL_PROPAGATORS`` (default ``tracecontext,baggage``): W3C trace context in and out.
+- ``OTEL_TRACES_EXPORTER``: ``otlp``, ``console`` (one JSON span per line on stderr, so stdout
+  stays JSON log lines) or ``none`` (the default: no provider, no instrumentation, no cost); a
+  comma-separated list enables several. ``OTEL_SDK_DISABLED=true`` turns everything off.
+- ``OTEL_EXPORTER_OTLP_PROTOCOL`` (or ``..._TRACES_PROTOCOL``): ``http/protobuf`` (default,
+  port 4318) or ``grpc`` (port 4317). Every other variable is read by the SDK and its exporters
+  as they document it: ``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``, ``..._HEADERS``,
+  ``..._TIMEOUT``, ``..._COMPRESSION``, ``..._CERTIFICATE``, ``OTEL_TRACES_SAMPLER[_ARG]``
+  (default ``parentbased_always_on``), ``OTEL_BSP_*``, ``OTEL_SPAN_*_LIMIT``,
+  ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_PROPAGATORS``.
 
-Spans are made by :class:`ef_common.spans.LeanTracerProvider`, our implementation of the
-OpenTelemetry API, and exported by :mod:`ef_common.span_export`: the SDK's span pipeline
-costs eight times as much per span (bench/spans.py, docs/performance.md). Everything traces
-through the standard API, so any OpenTelemetry instrumentation library works with it, and
-tests may pass an SDK provider (``tracer_provider=``) to read spans in memory.
-
-Requests are traced by our request middleware (one span per request, HTTP semantic
-conventions); ``instrument_app(stock=True)`` uses ``opentelemetry-instrumentation-fastapi``
-instead. Spans inside the services (cache, queue, engine call, database) come from
-``trace.get_tracer(__name__)`` and nest under the request span.
+Requests are traced by ``opentelemetry-instrumentation-fastapi`` (:func:`instrument_app`), HTTP
+calls by ``opentelemetry-instrumentation-httpx`` (:func:`instrument_httpx_client`); both
+propagate W3C trace context. Spans inside the services come from ``trace.get_tracer(__name__)``
+and nest under the request span. The HTTP attributes follow the stable semantic conventions
+(``OTEL_SEMCONV_STABILITY_OPT_IN=http`` unless set otherwise).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
+import sys
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-
-from ef_common.span_export import BatchExporter, ConsoleExporter, OtlpHttpExporter, SpanExporter
-from ef_common.spans import LeanTracerProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 __all__ = [
-    "RequestTracing",
     "configure_tracing",
     "exporters_from_env",
     "instrument_app",
-    "shutdown_tracing",
+    "instrument_httpx_client",
     "tracing_enabled",
 ]
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_provider: LeanTracerProvider | None = None
 _configured = False
+
+#: Never traced: scrapes and health probes come every few seconds and say nothing about a user.
+EXCLUDED_PATHS = ("/metrics", "/health/live", "/health/ready")
+_PROTOCOLS = ("http/protobuf", "grpc")
 
 
 def exporters_from_env() -> list[str]:
@@ -69,19 +64,32 @@ def exporters_from_env() -> list[str]:
     return [n for n in names if n != "none"]
 
 
-def _exporter(name: str, resource: dict[str, Any]) -> SpanExporter:
-    if name == "console":
-        return ConsoleExporter(resource)
+def _otlp_exporter() -> SpanExporter:
     protocol = os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-    )
-    if protocol != "http/protobuf":
-        raise ValueError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: only http/protobuf is supported "
-            "(point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's HTTP port, usually 4318)"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpSpanExporter,
         )
-    return OtlpHttpExporter(resource)
+
+        return HttpSpanExporter()
+    raise ValueError(
+        f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: use one of {', '.join(_PROTOCOLS)}"
+    )
+
+
+def _exporter(name: str) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter(
+            out=sys.stderr, formatter=lambda span: span.to_json(indent=None) + "\n"
+        )
+    return _otlp_exporter()
 
 
 def _resource(service: str) -> Resource:
@@ -92,108 +100,94 @@ def _resource(service: str) -> Resource:
     return Resource.create({SERVICE_NAME: service})
 
 
-def configure_tracing(service: str) -> LeanTracerProvider | None:
+def configure_tracing(service: str) -> TracerProvider | None:
     """Install the global tracer provider that ``OTEL_*`` asks for; None when tracing is off.
 
-    Called once per process (later calls return the first result).
+    Called once per process; later calls change nothing. A provider set before (tests: one
+    with an in-memory exporter) is kept.
     """
-    global _provider, _configured
+    global _configured
     with _lock:
-        if _configured:
-            return _provider
+        if _configured or tracing_enabled():
+            return None
         _configured = True
         names = exporters_from_env()
         if not names:
             return None
-        resource = dict(_resource(service).attributes)
-        processor = BatchExporter([_exporter(name, resource) for name in names])
-        provider = LeanTracerProvider(processor, resource)
-        trace.set_tracer_provider(provider)
-        atexit.register(provider.shutdown)  # the last spans of a short-lived process
-        _provider = provider
+        provider = TracerProvider(resource=_resource(service))
+        for name in names:
+            provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
+        trace.set_tracer_provider(provider)  # flushed by the SDK at exit
         log.info(
             "tracing on",
-            extra={
-                "exporters": names,
-                "otel_service": resource.get(SERVICE_NAME),
-                "sampler": provider.sampler_name,
-            },
+            extra={"exporters": names, "otel_service": provider.resource.attributes[SERVICE_NAME]},
         )
         return provider
 
 
 def tracing_enabled() -> bool:
-    return _provider is not None
+    """Is a real tracer provider installed (rather than the API's no-op default)?"""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
 
-def shutdown_tracing() -> None:
-    """Flush and stop the exporters (call on shutdown so the last spans are not lost)."""
-    if _provider is not None:
-        _provider.shutdown()
+def _hide_query(span: Any, scope: dict[str, Any]) -> None:
+    """ef_tts takes the spoken text in the query string: keep it out of every span."""
+    if scope.get("query_string") and span.is_recording():
+        span.set_attribute("url.query", "REDACTED")
+
+
+def instrument_app(app: Any, *, service: str, excluded: Iterable[str] = EXCLUDED_PATHS) -> bool:
+    """Trace the FastAPI ``app``'s requests when tracing is on; returns whether it is.
+
+    One server span per request, continuing the caller's W3C trace context, without the
+    per-message ``http send``/``http receive`` spans; ``excluded`` paths are not traced.
+    """
+    configure_tracing(service)
+    if not tracing_enabled():
+        return False
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    _disable_fastapi_native_tracing(app)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls=",".join(f"{path}$" for path in excluded),
+        exclude_spans=["receive", "send"],
+        server_request_hook=_hide_query,
+    )
+    return True
+
+
+def _strip_query(span: Any, request: Any) -> None:
+    """A GET fallback to an old engine carries the text in the URL: record the URL without it."""
+    url = getattr(request, "url", None)
+    if span.is_recording() and url is not None and getattr(url, "query", b""):
+        span.set_attribute("url.full", str(url).split("?", 1)[0])
+
+
+async def _strip_query_async(span: Any, request: Any) -> None:
+    _strip_query(span, request)
+
+
+def instrument_httpx_client(client: Any) -> None:
+    """Trace the calls of this ``httpx`` client (and send W3C trace context) when tracing is on."""
+    if not tracing_enabled():
+        return
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    import httpx
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    hook = _strip_query_async if isinstance(client, httpx.AsyncClient) else _strip_query
+    HTTPXClientInstrumentor.instrument_client(client, request_hook=hook)
 
 
 def _disable_fastapi_native_tracing(app: Any) -> None:
-    """Stop FastAPI's built-in telemetry (FastAPI >= 0.16x) from tracing requests a second time.
+    """Stop FastAPI's built-in telemetry (recent FastAPI) from tracing requests a second time.
 
-    Once a global tracer provider exists, FastAPI opens its own request span plus spans for
-    dependency resolution and serialisation: three times the cost of our span, with the same
-    information. ``FastAPI(telemetry={"tracing": False})`` is the public switch; the app is
-    already built here, so the same setting is changed in place.
+    ``FastAPI(telemetry={"tracing": False})`` is the public switch; the app is already built
+    here, so the same setting is changed in place.
     """
     config = getattr(app, "_telemetry", None)
     if isinstance(config, dict) and "tracing" in config:
         config["tracing"] = False
-
-
-#: ``lean`` (default): our request span; ``fastapi``: opentelemetry-instrumentation-fastapi.
-INSTRUMENTATION_ENV = "EF_TRACING_INSTRUMENTATION"
-INSTRUMENTATIONS = ("lean", "fastapi")
-
-
-def stock_instrumentation_from_env() -> bool:
-    """Does ``EF_TRACING_INSTRUMENTATION`` ask for the stock FastAPI instrumentation?"""
-    value = os.environ.get(INSTRUMENTATION_ENV, "lean").strip().lower() or "lean"
-    if value not in INSTRUMENTATIONS:
-        raise ValueError(
-            f"{INSTRUMENTATION_ENV}={value!r}: use one of {', '.join(INSTRUMENTATIONS)}"
-        )
-    return value == "fastapi"
-
-
-@dataclass(frozen=True)
-class RequestTracing:
-    """What :func:`instrument_app` decided for an app."""
-
-    #: requests are traced (by our middleware or the stock instrumentation)
-    enabled: bool
-    #: hand this to :class:`ef_common.asgi.RequestContextMiddleware` (None: it opens no span)
-    tracer_provider: Any | None = None
-
-
-def instrument_app(
-    app: Any, *, service: str, tracer_provider: Any | None = None, stock: bool | None = None
-) -> RequestTracing:
-    """Turn request tracing on for the FastAPI ``app`` when ``OTEL_*`` asks for it.
-
-    By default our request middleware (:class:`ef_common.asgi.RequestContextMiddleware`) opens
-    one server span per request, continuing the caller's W3C trace context: pass it the
-    returned ``tracer_provider``. ``stock=True`` (or ``EF_TRACING_INSTRUMENTATION=fastapi``
-    when ``stock`` is None) uses ``opentelemetry-instrumentation-fastapi`` instead, which wraps
-    the whole app itself and costs about four times as much per request (figures in
-    docs/performance.md). With ``tracer_provider`` (tests: an in-memory exporter) that provider
-    is used whatever the environment says; otherwise :func:`configure_tracing` decides.
-    """
-    provider = tracer_provider if tracer_provider is not None else configure_tracing(service)
-    if provider is None:
-        return RequestTracing(enabled=False)
-    if stock is None:
-        stock = stock_instrumentation_from_env()
-    _disable_fastapi_native_tracing(app)
-    if stock:
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=provider, exclude_spans=["receive", "send"]
-        )
-        return RequestTracing(enabled=True)
-    return RequestTracing(enabled=True, tracer_provider=provider)

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ef_common.asgi import RequestContextMiddleware
-from ef_common.heap import freeze_startup_heap
 from ef_common.tracing import instrument_app
 from fastapi import FastAPI
 
@@ -24,9 +23,6 @@ def create_app(settings: Settings | None = None, runtime: EngineRuntime | None =
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Before the model starts loading in its thread: what is frozen does not depend on how
-        # far that load has got (a half-built model must stay collectable if loading fails).
-        freeze_startup_heap()  # what lives as long as the process leaves the collector's scans
         runtime.start_loading()
         try:
             yield
@@ -40,8 +36,8 @@ def create_app(settings: Settings | None = None, runtime: EngineRuntime | None =
     app.include_router(coqui_api.router)
     app.include_router(openai_api.router)
     app.include_router(health.router)
-    # Request id (accepted or generated, echoed), request span and JSON access log, as in the
-    # backend.
-    tracing = instrument_app(app, service="ef_tts")
-    app.add_middleware(RequestContextMiddleware, tracer_provider=tracing.tracer_provider)
+    # Request id (accepted or generated, echoed) and JSON access log, as in the backend; the
+    # request span when OTEL_* turns tracing on.
+    instrument_app(app, service="ef_tts")
+    app.add_middleware(RequestContextMiddleware)
     return app

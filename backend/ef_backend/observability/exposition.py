@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 
-from ef_common.request_batch import flush_pending
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
@@ -51,9 +50,6 @@ def metrics_endpoint(collector: Collector) -> Callable[[Request], Awaitable[Resp
         return encoder(_Scrape(scrape_registry(), collector)), content_type
 
     async def metrics(request: Request) -> Response:
-        # Requests that ended in this event-loop turn are counted before the scrape reads
-        # (in multiprocess mode their increments must reach this worker's files first).
-        flush_pending()
         # Collectors stat files and query the database: keep that off the event loop.
         body, content_type = await run_in_threadpool(render, request.headers.get("accept", ""))
         return Response(body, media_type=content_type)

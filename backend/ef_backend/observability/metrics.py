@@ -71,28 +71,22 @@ class TracedHistogram(Histogram):
         super().observe(amount, exemplar if exemplar is not None else trace_exemplar())
 
 
-# HTTP (RED)
-# One process records these in observability/http_metrics.py (lock-free, same names and help);
-# these objects, registered nowhere, are used only in multiprocess mode, where they write the
-# files that every scrape sums.
-HTTP_REQUESTS_HELP = "HTTP requests answered, by route template and status."
-HTTP_DURATION_HELP = "Time to answer an HTTP request (first byte in to last byte out)."
-HTTP_IN_PROGRESS_HELP = "HTTP requests being answered."
+# HTTP (RED), recorded by observability/middleware.py (HttpMetrics)
 http_requests_total = Counter(
-    "ef_http_requests_total", HTTP_REQUESTS_HELP, ["method", "route", "status"], registry=None
+    "ef_http_requests_total",
+    "HTTP requests answered, by route template and status.",
+    ["method", "route", "status"],
 )
 http_request_duration_seconds = TracedHistogram(
     "ef_http_request_duration_seconds",
-    HTTP_DURATION_HELP,
+    "Time to answer an HTTP request (first byte in to last byte out).",
     ["method", "route"],
     buckets=HTTP_BUCKETS,
-    registry=None,
 )
 http_requests_in_progress = Gauge(
     "ef_http_requests_in_progress",
-    HTTP_IN_PROGRESS_HELP,
+    "HTTP requests being answered.",
     multiprocess_mode="livesum",
-    registry=None,
 )
 
 # Speech

@@ -8,7 +8,8 @@ voice) and its model name from ``/details``. ef_tts adds ``/api/voices``, ``/hea
 Failures become two domain errors the queue can act on: `EngineUnavailable` (``reason``
 unreachable, timeout or engine_error: worth retrying) and `EngineRejected` (a 4xx: the input
 itself is refused). Connection failures are retried here with a short backoff; anything slower
-is the queue's business. Every call carries W3C trace context, so ef_tts continues the trace.
+is the queue's business. With tracing on, the httpx instrumentation makes each call a client
+span and sends W3C trace context, so ef_tts continues the trace.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from opentelemetry import propagate, trace
+from ef_common.tracing import instrument_httpx_client
 
 from ef_backend.core.errors import EngineRejected, EngineUnavailable
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
 
 __all__ = ["EngineAudio", "EngineClient", "EngineInfo", "EngineVoice"]
 
@@ -133,6 +133,7 @@ class EngineClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             self._client = httpx.AsyncClient(timeout=self._timeout)
+            instrument_httpx_client(self._client)
             self._loop = loop
         return self._client
 
@@ -184,58 +185,41 @@ class EngineClient:
         timeout: httpx.Timeout | None,
         kwargs: dict[str, Any],
     ) -> httpx.Response:
-        """Send with trace context; retry refused connections; map transport errors."""
+        """Retry refused connections; map transport errors to `EngineUnavailable`."""
         url = f"{base_url}{path}"
-        with tracer.start_as_current_span(
-            f"engine {method} {path}", kind=trace.SpanKind.CLIENT
-        ) as span:
-            span.set_attribute("http.request.method", method)
-            span.set_attribute("url.full", url)
-            headers: dict[str, str] = dict(kwargs.get("headers") or {})
-            kwargs = {k: v for k, v in kwargs.items() if k != "headers"}
-            propagate.inject(headers)
-            attempt = 0
-            limits = timeout or self._timeout
-            while True:
-                try:
-                    # httpx's read timeout is per read: an engine sending one byte a second
-                    # would never trip it. The whole call gets the same limit as a deadline.
-                    async with asyncio.timeout(_deadline(limits)):
-                        response = await self._http().request(
-                            method, url, headers=headers, timeout=limits, **kwargs
-                        )
-                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                    if attempt < self.retries:
-                        await asyncio.sleep(_CONNECT_BACKOFF_S * 2**attempt)
-                        attempt += 1
-                        continue
-                    span.set_status(trace.StatusCode.ERROR, "unreachable")
-                    raise EngineUnavailable(
-                        f"The speech engine at {base_url} is unreachable "
-                        f"({type(exc).__name__}); is ef_tts running?",
-                        reason="unreachable",
-                        down=True,
-                    ) from exc
-                except (TimeoutError, httpx.TimeoutException) as exc:
-                    span.set_status(trace.StatusCode.ERROR, "timeout")
-                    raise EngineUnavailable(
-                        f"The speech engine at {base_url} did not answer in time "
-                        f"({type(exc).__name__}; the limit is {_deadline(limits):g} s).",
-                        reason="timeout",
-                    ) from exc
-                except httpx.TransportError as exc:
-                    # Dropped mid-request: maybe this very input crashed the engine, so it
-                    # counts as an attempt (not "down"), or a poison job would loop forever.
-                    span.set_status(trace.StatusCode.ERROR, "unreachable")
-                    raise EngineUnavailable(
-                        f"The connection to the speech engine at {base_url} failed "
-                        f"({type(exc).__name__}).",
-                        reason="unreachable",
-                    ) from exc
-                span.set_attribute("http.response.status_code", response.status_code)
-                if response.status_code >= 500:
-                    span.set_status(trace.StatusCode.ERROR, f"HTTP {response.status_code}")
-                return response
+        attempt = 0
+        limits = timeout or self._timeout
+        while True:
+            try:
+                # httpx's read timeout is per read: an engine sending one byte a second would
+                # never trip it. The whole call gets the same limit as a deadline.
+                async with asyncio.timeout(_deadline(limits)):
+                    return await self._http().request(method, url, timeout=limits, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt < self.retries:
+                    await asyncio.sleep(_CONNECT_BACKOFF_S * 2**attempt)
+                    attempt += 1
+                    continue
+                raise EngineUnavailable(
+                    f"The speech engine at {base_url} is unreachable "
+                    f"({type(exc).__name__}); is ef_tts running?",
+                    reason="unreachable",
+                    down=True,
+                ) from exc
+            except (TimeoutError, httpx.TimeoutException) as exc:
+                raise EngineUnavailable(
+                    f"The speech engine at {base_url} did not answer in time "
+                    f"({type(exc).__name__}; the limit is {_deadline(limits):g} s).",
+                    reason="timeout",
+                ) from exc
+            except httpx.TransportError as exc:
+                # Dropped mid-request: maybe this very input crashed the engine, so it counts
+                # as an attempt (not "down"), or a poison job would loop forever.
+                raise EngineUnavailable(
+                    f"The connection to the speech engine at {base_url} failed "
+                    f"({type(exc).__name__}).",
+                    reason="unreachable",
+                ) from exc
 
     def _raise_for_status(self, response: httpx.Response, what: str) -> None:
         status = response.status_code

@@ -1,18 +1,10 @@
-"""Helpers of the observability tests: read Prometheus text, capture JSON logs, parse docs."""
+"""Helpers of the observability tests: read Prometheus text, parse docs/metrics.md."""
 
 from __future__ import annotations
 
-import io
-import json
-import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
-from ef_common.logging import configure_logging
-from ef_common.request_batch import flush_pending
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.utils.procs import REPO
@@ -98,37 +90,3 @@ def documented_metrics() -> list[DocumentedMetric]:
 def section_families(prefix: str) -> dict[str, str]:
     """Documented name -> type for the sections whose title starts with ``prefix``."""
     return {m.name: m.type for m in documented_metrics() if m.section.startswith(prefix)}
-
-
-@contextmanager
-def captured_logs(level: str = "INFO", service: str = "test") -> Iterator[io.StringIO]:
-    """Configure our JSON logging into a buffer; restore the previous set-up afterwards."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    uv_access = logging.getLogger("uvicorn.access")
-    saved_access = (list(uv_access.handlers), uv_access.propagate, uv_access.disabled)
-    buffer = io.StringIO()
-    configure_logging(level, service=service, stream=buffer)
-    try:
-        yield buffer
-    finally:
-        # Access-log lines are written after the event-loop turn their request ended in; an
-        # in-process client may not have given the loop that turn yet.
-        flush_pending()
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
-        uv_access.handlers[:] = saved_access[0]
-        uv_access.propagate, uv_access.disabled = saved_access[1], saved_access[2]
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """Every line must be one JSON object: parse them all (fails on the first that is not)."""
-    out = []
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AssertionError(f"log line {number} is not JSON: {line!r}") from exc
-        assert isinstance(doc, dict), f"log line {number} is not an object: {line!r}"
-        out.append(doc)
-    return out

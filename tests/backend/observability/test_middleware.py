@@ -7,7 +7,6 @@ covered by ``test_live_metrics.py``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,24 +15,19 @@ import httpx
 import pytest
 from ef_backend.core.config import Settings
 from ef_backend.observability.install import install
-from ef_common.spans import LeanTracerProvider
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS
 
-from tests.backend.observability.support import captured_logs, json_lines, value
-from tests.backend.observability.test_spans import Collect
+from tests.backend.observability.support import value
+from tests.utils.logs import captured_logs, json_lines
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
-def build_app(
-    tmp_path: Path, *, tracer_provider: TracerProvider | LeanTracerProvider | None = None
-) -> FastAPI:
+def build_app(tmp_path: Path) -> FastAPI:
     app = FastAPI()
     router = APIRouter(prefix="/api/v1/jobs")
 
@@ -51,7 +45,7 @@ def build_app(
 
     app.include_router(router)
     settings = Settings(data_dir=tmp_path / "data", trusted_proxies="10.9.0.0/16")
-    install(app, settings, lambda: None, tracer_provider=tracer_provider)
+    install(app, settings, lambda: None)
     static = tmp_path / "static"
     static.mkdir()
     (static / "index.html").write_text("<h1>hi</h1>")
@@ -199,18 +193,17 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path: Pat
     assert doc["client_ip"] == "192.168.1.20"
 
 
-async def test_latency_histogram_carries_the_trace_id_as_exemplar(tmp_path: Path) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = build_app(tmp_path, tracer_provider=provider)
+async def test_latency_histogram_carries_the_trace_id_as_exemplar(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    app = build_app(tmp_path)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         with captured_logs() as out:
             assert (await c.get("/api/v1/jobs/traced-1")).status_code == 200
         plain = await c.get("/metrics")
         om = await c.get("/metrics", headers={"Accept": OPENMETRICS})
-    (span,) = [s for s in exporter.get_finished_spans() if s.name == "GET /api/v1/jobs/{job_id}"]
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "GET /api/v1/jobs/{job_id}"]
     trace_id = f"{span.context.trace_id:032x}"
     assert span.attributes is not None
     assert span.attributes["http.route"] == "/api/v1/jobs/{job_id}"
@@ -224,84 +217,57 @@ async def test_latency_histogram_carries_the_trace_id_as_exemplar(tmp_path: Path
     (access,) = [d for d in json_lines(out.getvalue()) if d["logger"] == "ef.access"]
     assert access["trace_id"] == trace_id
     assert access["span_id"] == f"{span.context.span_id:016x}"
+    # /metrics is never traced (a scrape says nothing about a user).
+    assert [s.name for s in spans.get_finished_spans() if "metrics" in s.name] == []
 
 
-async def test_incoming_traceparent_is_continued(tmp_path: Path) -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = build_app(tmp_path, tracer_provider=provider)
+async def test_request_spans_continue_the_caller_and_follow_the_http_conventions(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """One SERVER span per request from opentelemetry-instrumentation-fastapi, no per-message
+    send/receive spans, the stable HTTP semantic-convention attributes, health probes untraced,
+    and no query string (ef_tts takes the spoken text there)."""
+    app = build_app(tmp_path)
     parent_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent_span = "00f067aa0ba902b7"
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        await c.get("/health/live", headers={"traceparent": f"00-{parent_trace}-{parent_span}-01"})
-        await c.get("/boom")
-    live, boom = exporter.get_finished_spans()
-    assert f"{live.context.trace_id:032x}" == parent_trace
-    assert live.parent is not None and f"{live.parent.span_id:016x}" == parent_span
-    assert boom.parent is None
-    assert boom.status.status_code.name == "ERROR"
-    assert boom.attributes is not None and boom.attributes["http.response.status_code"] == 500
-
-
-async def test_our_request_span_ends_after_the_turn_with_the_response_time(
-    tmp_path: Path,
-) -> None:
-    """With our tracer the request span is named, given its route and status, and ended in the
-    batch after the response, with the response's end time; logs and exemplars link to it."""
-    collect = Collect()
-    app = build_app(tmp_path, tracer_provider=LeanTracerProvider(collect, {"service.name": "t"}))
-    parent_trace, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-
-    # Called directly, the app returns before the event loop's turn: no span has ended yet.
-    sent: list[dict[str, object]] = []
-
-    async def receive() -> dict[str, object]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/health/live",
-        "raw_path": b"/health/live",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"t")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 80),
-    }
-    await app(scope, receive, send)
-    assert sent[0]["status"] == 200
-    assert [s.name for s in collect.spans if s.name.startswith("GET /health")] == []
-    await asyncio.sleep(0)
-    assert [s.name for s in collect.spans] == ["GET /health/live"]
-
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        with captured_logs() as out:
-            headers = {"traceparent": f"00-{parent_trace}-{parent_span}-01"}
-            assert (await c.get("/api/v1/jobs/lean-1", headers=headers)).status_code == 200
-            assert (await c.get("/boom")).status_code == 500
-        om = await c.get("/metrics", headers={"Accept": OPENMETRICS})
-    job, boom = collect.spans[1:3]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("10.1.2.3", 5))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test:8080") as c:
+        headers = {"traceparent": f"00-{parent_trace}-{parent_span}-01", "User-Agent": "ha/2024"}
+        assert (
+            await c.get("/api/v1/jobs/j1", headers=headers, params={"text": "secret"})
+        ).status_code == 200
+        assert (await c.get("/boom")).status_code == 500
+        assert (await c.get("/health/live")).status_code == 200
+    job, boom = spans.get_finished_spans()
     assert job.name == "GET /api/v1/jobs/{job_id}" and job.kind.name == "SERVER"
+    assert f"{job.context.trace_id:032x}" == parent_trace
+    assert job.parent is not None and f"{job.parent.span_id:016x}" == parent_span
+    assert job.attributes is not None
+    assert job.attributes["http.request.method"] == "GET"
     assert job.attributes["http.route"] == "/api/v1/jobs/{job_id}"
     assert job.attributes["http.response.status_code"] == 200
-    assert job.attributes["url.path"] == "/api/v1/jobs/lean-1"
-    assert f"{job.trace_id:032x}" == parent_trace and f"{job.parent_id:016x}" == parent_span
-    assert job.parent_is_remote and job.status_code.name == "UNSET"
-    assert boom.name == "GET /boom" and boom.status_code.name == "ERROR"
-    assert boom.attributes["http.response.status_code"] == 500 and boom.parent_id is None
-    access = {d["path"]: d for d in json_lines(out.getvalue()) if d["logger"] == "ef.access"}
-    line = access["/api/v1/jobs/lean-1"]
-    assert line["trace_id"] == parent_trace and line["span_id"] == f"{job.span_id:016x}"
-    assert job.end_time is not None
-    assert abs((job.end_time - job.start_time) / 1e6 - line["duration_ms"]) < 0.002
-    assert f'trace_id="{parent_trace}"' in om.text
+    assert job.attributes["url.path"] == "/api/v1/jobs/j1"
+    # The instrumentation takes server.address from the Host header as sent (port included).
+    assert job.attributes["server.address"] == "api.test:8080"
+    assert job.attributes["server.port"] == 8080
+    assert job.attributes["client.address"] == "10.1.2.3"
+    assert job.attributes["user_agent.original"] == "ha/2024"
+    assert job.attributes["url.query"] == "REDACTED"
+    assert "secret" not in str(dict(job.attributes))
+    assert "error.type" not in job.attributes and job.status.status_code.name == "UNSET"
+    assert boom.name == "GET /boom" and boom.parent is None
+    assert boom.status.status_code.name == "ERROR"
+    assert boom.attributes is not None and boom.attributes["http.response.status_code"] == 500
+    assert boom.attributes["error.type"] == "500"
+
+
+def test_the_slo_status_series_exist_from_the_start(tmp_path: Path) -> None:
+    """The first 503 of a speech route after a restart is a rate() increase from 0, not a new
+    series that rate() cannot see: install() creates those series before any request."""
+    build_app(tmp_path)
+    for method, route in (("POST", "/api/v1/speech"), ("GET", "/api/v1/jobs/{job_id}/audio")):
+        for status in ("500", "503"):
+            labels = {"method": method, "route": route, "status": status}
+            assert REGISTRY.get_sample_value("ef_http_requests_total", labels) is not None, labels
+    labels = {"method": "POST", "route": "/api/v1/jobs", "status": "202"}
+    assert REGISTRY.get_sample_value("ef_http_requests_total", labels) is not None

@@ -15,6 +15,7 @@ from ef_backend.core.errors import EngineRejected, EngineUnavailable
 from ef_backend.services.audio import read_wav
 from ef_backend.services.engine import DEFAULT_VOICE_ID, EngineClient
 from opentelemetry import context, trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from tests.utils.procs import Server, free_port, start_server
@@ -149,7 +150,11 @@ async def test_stock_server_errors_are_engine_errors(stock_server: Server) -> No
     assert "HTTP 500" in caught.value.message and "boom" in caught.value.message
 
 
-async def test_trace_context_reaches_the_engine(stock_server: Server) -> None:
+async def test_trace_context_reaches_the_engine(
+    stock_server: Server, spans: InMemorySpanExporter
+) -> None:
+    """With tracing on, the httpx instrumentation makes the call a CLIENT span of the caller's
+    trace and sends its W3C context (nothing is injected by hand)."""
     trace_id = 0x4BF92F3577B34DA6A3CE929D0E0E4736
     parent = SpanContext(
         trace_id=trace_id,
@@ -164,5 +169,13 @@ async def test_trace_context_reaches_the_engine(stock_server: Server) -> None:
     finally:
         context.detach(token)
         await client.aclose()
+    # The stand-in is an old stock server: POST is refused (405), the GET fallback answers.
+    refused, call = [s for s in spans.get_finished_spans() if s.kind.name == "CLIENT"]
+    assert (refused.name, call.name) == ("POST", "GET")
+    assert refused.attributes is not None and refused.attributes["error.type"] == "405"
+    assert call.context.trace_id == trace_id == refused.context.trace_id
+    assert call.attributes is not None and call.attributes["http.response.status_code"] == 200
+    # The GET carries the text in its query string; the span records the URL without it.
+    assert call.attributes["url.full"] == f"{stock_server.url}/api/tts"
     traceparent = httpx.get(f"{stock_server.url}/_seen").json()[-1]["traceparent"]
-    assert traceparent.startswith(f"00-{trace_id:032x}-")
+    assert traceparent == f"00-{trace_id:032x}-{call.context.span_id:016x}-01"

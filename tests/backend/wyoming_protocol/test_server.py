@@ -37,7 +37,7 @@ from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from tests.backend.api.helpers import metric_value, unique_text
 from tests.backend.conftest import BackendFactory
-from tests.backend.observability.otlp import OtlpReceiver, ReceivedSpan
+from tests.utils.otlp import OtlpReceiver, ReceivedSpan
 from tests.utils.procs import Server, free_port
 
 pytestmark = pytest.mark.server

@@ -6,6 +6,7 @@ import logging
 import logging.config
 
 import pytest
+from ef_common.asgi import RequestRecord
 from ef_common.context import reset_request, start_request
 from ef_common.logging import (
     ACCESS_LOGGER,
@@ -13,10 +14,9 @@ from ef_common.logging import (
     uvicorn_log_config,
     write_access_log,
 )
-from ef_common.request_batch import RequestRecord
 from opentelemetry.sdk.trace import TracerProvider
 
-from tests.backend.observability.support import captured_logs, json_lines
+from tests.utils.logs import captured_logs, json_lines
 
 BASE_FIELDS = ["time", "level", "logger", "message", "service", "request_id", "trace_id", "span_id"]
 ACCESS_FIELDS = ["method", "route", "path", "status", "duration_ms", "client_ip", "client"]
@@ -104,16 +104,15 @@ def test_access_line_is_the_same_on_the_fast_and_the_generic_path() -> None:
         request_id="r1",
         client_ip="10.0.0.7",
         client="kitchen",
-        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
-        span_id=0xB7AD6B7169203331,
-        sampled=True,
+        trace_id="0af7651916cd43dd8448eb211c80319c",
+        span_id="b7ad6b7169203331",
     )
     with captured_logs() as out:
-        write_access_log([request])
+        write_access_log(request)
         # An extra handler turns the fast path off: the record goes through logging.
         logging.getLogger().addHandler(logging.NullHandler())
         try:
-            write_access_log([request])
+            write_access_log(request)
         finally:
             logging.getLogger().handlers.pop()
     fast, generic = json_lines(out.getvalue())
@@ -126,42 +125,6 @@ def test_access_line_is_the_same_on_the_fast_and_the_generic_path() -> None:
     assert fast["client"] == "kitchen" and fast["request_id"] == "r1"
     assert fast["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
     assert fast["span_id"] == "b7ad6b7169203331"
-
-
-def test_access_lines_of_a_batch_are_written_in_one_write() -> None:
-    """A batch of finished requests costs one write(), lines in the order the requests ended."""
-    records = [
-        RequestRecord(
-            "GET",
-            "/r",
-            200,
-            0.001 * i,
-            1_790_000_000.0 + i,
-            f"/r?{i}",
-            f"id{i}",
-            None,
-            None,
-            0,
-            0,
-            False,
-        )
-        for i in range(3)
-    ]
-    writes: list[str] = []
-    with captured_logs() as out:
-        stream = logging.getLogger().handlers[0].stream  # type: ignore[attr-defined]
-        real_write = stream.write
-
-        def counting_write(text: str) -> int:
-            writes.append(text)
-            return int(real_write(text))
-
-        stream.write = counting_write
-        write_access_log(records)
-    docs = json_lines(out.getvalue())
-    assert [d["request_id"] for d in docs] == ["id0", "id1", "id2"]
-    assert [d["trace_id"] for d in docs] == [None, None, None]
-    assert len(writes) == 1
 
 
 def test_uvicorn_loggers_go_through_the_json_handler() -> None:

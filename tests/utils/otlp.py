@@ -1,29 +1,34 @@
-"""A tiny OTLP/HTTP trace receiver for tests: parses every ``ExportTraceServiceRequest``.
+"""A small OTLP trace receiver for tests, over http/protobuf or gRPC.
 
-The services export with the real OTLP HTTP exporter (protobuf over ``POST /v1/traces``); this
-receiver decodes the protobuf with the OpenTelemetry proto classes and keeps the spans in memory,
-so tests can assert on what really went over the wire.
+The services export with the SDK's own OTLP exporters; this receiver decodes every
+``ExportTraceServiceRequest`` with the OpenTelemetry proto classes (HTTP: ``POST /v1/traces``;
+gRPC: the ``TraceService/Export`` method served by grpcio) and keeps the spans in memory, so
+tests assert on what really went over the wire.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import socket
 import threading
-import time
-from collections.abc import Callable
+from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from tests.utils.poll import poll_until
 from tests.utils.procs import free_port
+
+__all__ = ["PROTOCOLS", "OtlpReceiver", "ReceivedSpan"]
+
+PROTOCOLS = ("http/protobuf", "grpc")
 
 
 @dataclass(frozen=True)
@@ -45,56 +50,73 @@ def _value(value: AnyValue) -> Any:
 
 @dataclass
 class OtlpReceiver:
-    """Listens on 127.0.0.1; ``endpoint`` is what OTEL_EXPORTER_OTLP_ENDPOINT should say."""
+    """Listens on 127.0.0.1 with ``protocol``; point ``OTEL_EXPORTER_OTLP_ENDPOINT`` at
+    ``endpoint`` and ``OTEL_EXPORTER_OTLP_PROTOCOL`` at ``protocol``."""
 
+    protocol: str = "http/protobuf"
     port: int = field(default_factory=free_port)
     spans: list[ReceivedSpan] = field(default_factory=list)
     requests: int = 0
-    #: statuses to answer with, in turn, before accepting (to test retries and rejections)
-    failures: list[int] = field(default_factory=list)
-    #: the headers and the decoded body of every accepted request
-    headers: list[dict[str, str]] = field(default_factory=list)
-    messages: list[ExportTraceServiceRequest] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _connections: list[socket.socket] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _http: ThreadingHTTPServer | None = None
+    _grpc: grpc.Server | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def env(self) -> dict[str, str]:
+        """What a service needs to export here, soon (the test is waiting)."""
+        return {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": self.protocol,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.endpoint,
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        }
+
     def start(self) -> OtlpReceiver:
+        if self.protocol == "grpc":
+            self._start_grpc()
+        elif self.protocol == "http/protobuf":
+            self._start_http()
+        else:
+            raise ValueError(f"unknown OTLP protocol {self.protocol!r}")
+        return self
+
+    def _start_grpc(self) -> None:
+        receiver = self
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(
+                self, request: ExportTraceServiceRequest, context: Any
+            ) -> ExportTraceServiceResponse:
+                receiver._add(request)
+                return ExportTraceServiceResponse()
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), server)  # type: ignore[no-untyped-call]
+        server.add_insecure_port(f"127.0.0.1:{self.port}")
+        server.start()
+        self._grpc = server
+
+    def _start_http(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real collectors
-
-            def setup(self) -> None:
-                super().setup()
-                receiver._connections.append(self.connection)
-
-            def _refuse(self, status: int) -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 if self.path != "/v1/traces":
-                    self._refuse(404)
-                    return
-                with receiver._lock:
-                    failure = receiver.failures.pop(0) if receiver.failures else None
-                if failure is not None:
-                    self._refuse(failure)
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
-                with receiver._lock:
-                    receiver.headers.append(dict(self.headers.items()))
-                    receiver.messages.append(request)
                 receiver._add(request)
                 reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
@@ -106,18 +128,15 @@ class OtlpReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
+        self._http = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
-        """Stop listening and hang up on kept-alive clients (as a restarting collector does)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        for conn in self._connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace=None)
 
     def _add(self, request: ExportTraceServiceRequest) -> None:
         found = []
@@ -146,15 +165,13 @@ class OtlpReceiver:
         with self._lock:
             return list(self.spans)
 
-    def wait_for(
-        self, predicate: Callable[[list[ReceivedSpan]], bool], timeout: float = 30.0
-    ) -> list[ReceivedSpan]:
-        """Poll until ``predicate(spans)`` holds; fail with what arrived otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            spans = self.snapshot()
-            if predicate(spans):
-                return spans
-            time.sleep(0.1)
-        names = sorted({(s.service, s.name) for s in self.snapshot()})
-        raise AssertionError(f"spans never matched after {timeout}s; received {names}")
+    def wait_for(self, predicate: Any, timeout: float = 30.0) -> list[ReceivedSpan]:
+        """Poll until ``predicate(spans)`` holds; fail naming what arrived otherwise."""
+        poll_until(
+            lambda: predicate(self.snapshot()),
+            timeout=timeout,
+            what=lambda: (
+                f"spans; received {sorted({(s.service, s.name) for s in self.snapshot()})}"
+            ),
+        )
+        return self.snapshot()
