@@ -111,6 +111,7 @@ bench: venv system-deps
 	$(PY) bench/cache_hit.py
 	$(PY) bench/synthesis.py
 	$(PY) bench/fuzz.py
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) $(COQUI_VENV) node_modules .stamp-* build .pytest_cache .mypy_cache .ruff_cache

@@ -43,11 +43,19 @@ class Stack:
         self.servers: list[Server] = []
         self.engines: list[Server] = []
 
-    def engine(self, **env: str) -> Server:
-        server = start_ef_tts("ef_tts", self.root / "logs", {"EF_TTS_ENGINE": "piper", **env})
+    def engine(self, port: int | None = None, **env: str) -> Server:
+        server = start_ef_tts(
+            "ef_tts", self.root / "logs", {"EF_TTS_ENGINE": "piper", **env}, port=port
+        )
         self.servers.append(server)
         self.engines.append(server)
         return server.wait_ready("/health", timeout=120)
+
+    def restart(self, engine: Server) -> Server:
+        """Stop ``engine`` and start a new one on its port (the backend's EF_TTS_URL holds)."""
+        engine.stop()
+        self.engines.remove(engine)
+        return self.engine(port=engine.port)
 
     def backend(self, tts_url: str | None = None, *, name: str = "backend", **env: str) -> Server:
         data = self.root / f"data-{name}"
