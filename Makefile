@@ -110,6 +110,7 @@ bench: venv system-deps
 	$(PY) bench/run.py
 	$(PY) bench/cache_hit.py
 	$(PY) bench/synthesis.py
+	$(PY) bench/capacity.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/soak.py
 
