@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.utils.postgres import PostgresServer, start_postgres
 from tests.utils.procs import COQUI_BIN, REPO, Server, free_port, start_ef_tts, start_server
 
 
@@ -127,6 +128,19 @@ def stock_tts_server(session_tmp: Path, tiny_vits: Path) -> Iterator[Server]:
     )
     try:
         server.wait_ready("/details", timeout=180)
+        yield server
+    finally:
+        server.stop()
+
+
+# --- PostgreSQL: one real server per session, an empty database per test ------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL on loopback, run as an unprivileged user, for the whole session."""
+    server = start_postgres()
+    try:
         yield server
     finally:
         server.stop()

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 from ef_backend.backup import schema
 from ef_backend.core import db
-from ef_backend.models import AudioFormat
-from ef_backend.services.queue import JobQueue, NewJob
+from ef_backend.services.queue import JobQueue
 
-from tests.backend.cli.helpers import ef
+from tests.backend.cli.helpers import ef, env_for, new_job
 from tests.backend.conftest import BackendFactory
 from tests.utils.procs import VENV_BIN
 
@@ -26,37 +25,6 @@ WRITERS = 50
 def _ids(path: Path) -> set[str]:
     with sqlite3.connect(path) as conn:
         return {row[0] for row in conn.execute("SELECT id FROM job")}
-
-
-def _env(data: Path, **extra: str) -> dict[str, str]:
-    return {"EF_DATA_DIR": str(data), **extra}
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    """A migrated data directory with a few jobs."""
-    directory = tmp_path / "data"
-    assert ef("migrate", env=_env(directory)).code == 0
-    engine = db.make_engine(f"sqlite:///{directory / 'db.sqlite'}")
-    queue = JobQueue(db.session_factory(engine), max_queued=10_000, lease_s=30)
-    for i in range(3):
-        queue.enqueue(_job(f"seed-{i}"))
-    engine.dispose()
-    return directory
-
-
-def _job(key: str) -> NewJob:
-    return NewJob(
-        text=f"Text {key}.",
-        voice="joe",
-        speed=1.0,
-        format=AudioFormat.wav,
-        cache_key=key,
-        engine="piper",
-        model="joe",
-        client="test",
-        sentence_keys=[key],
-    )
 
 
 @pytest.mark.slow
@@ -73,7 +41,7 @@ def test_backup_during_50_writers_restores_every_committed_row(data: Path, tmp_p
     def writer(n: int) -> None:
         i = 0
         while not stop.is_set():
-            job, _ = queue.enqueue(_job(f"w{n}-{i}"))
+            job, _ = queue.enqueue(new_job(f"w{n}-{i}"))
             with lock:
                 committed.append((time.monotonic(), job.id))
             i += 1
@@ -85,7 +53,7 @@ def test_backup_during_50_writers_restores_every_committed_row(data: Path, tmp_p
         while len(committed) < 200:
             time.sleep(0.01)
         started = time.monotonic()
-        ran = ef("backup", "--json", env=_env(data))
+        ran = ef("backup", "--json", env=env_for(data))
         while len(committed) < 400:  # the writers kept going after the backup
             time.sleep(0.01)
     finally:
@@ -105,7 +73,7 @@ def test_backup_during_50_writers_restores_every_committed_row(data: Path, tmp_p
     assert ef("verify", str(path)).code == 0
 
     other = tmp_path / "restored"
-    restored = ef("restore", str(path), "--json", env=_env(other))
+    restored = ef("restore", str(path), "--json", env=env_for(other))
     assert restored.code == 0, restored.stdout + restored.stderr
     assert _ids(other / "db.sqlite") == in_backup
 
@@ -113,7 +81,7 @@ def test_backup_during_50_writers_restores_every_committed_row(data: Path, tmp_p
 def test_backup_json_manifest_checksum_and_keep(data: Path) -> None:
     paths = []
     for _ in range(3):
-        ran = ef("backup", "--json", env=_env(data, EF_BACKUP_KEEP="2"))
+        ran = ef("backup", "--json", env=env_for(data, EF_BACKUP_KEEP="2"))
         assert ran.code == 0, ran.stderr
         paths.append(Path(ran.json()["path"]))
     assert paths[0].parent == data / "backups"
@@ -127,14 +95,14 @@ def test_backup_json_manifest_checksum_and_keep(data: Path) -> None:
     checksum = paths[2].with_name(paths[2].name + ".sha256").read_text()
     assert checksum == f"{manifest['sha256']}  {paths[2].name}\n"
 
-    text = ef("backup", env=_env(data))
+    text = ef("backup", env=env_for(data))
     assert text.code == 0
     assert text.stdout.startswith(f"backup written: {data / 'backups'}/ef-")
     assert "rows: alembic_version=1, cache_entry=0, job=3" in text.stdout
 
 
 def _backup(data: Path) -> Path:
-    ran = ef("backup", "--json", env=_env(data))
+    ran = ef("backup", "--json", env=env_for(data))
     assert ran.code == 0, ran.stderr
     return Path(ran.json()["path"])
 
@@ -191,7 +159,7 @@ def test_truncated_or_altered_backup_fails_verification(data: Path) -> None:
     ]
 
     before = _ids(data / "db.sqlite")
-    refused = ef("restore", str(truncated), "--json", env=_env(data))
+    refused = ef("restore", str(truncated), "--json", env=env_for(data))
     assert refused.code == 1
     assert refused.json()["error"].startswith(
         "truncated.sqlite failed verification, nothing was changed: checksum: sha256"
@@ -235,7 +203,7 @@ def test_restore_refuses_a_newer_schema_and_keeps_the_replaced_database(
             "restoring",
         }
     ]
-    refused = ef("restore", str(newer), env=_env(data))
+    refused = ef("restore", str(newer), env=env_for(data))
     assert refused.code == 4
     assert refused.stderr == (
         f"ef: newer.sqlite: schema revision 9999_from_the_future is unknown to this version "
@@ -249,7 +217,7 @@ def test_restore_refuses_a_newer_schema_and_keeps_the_replaced_database(
         conn.execute("DELETE FROM job")
     conn.close()
     current = (data / "db.sqlite").read_bytes()
-    restored = ef("restore", str(path), "--json", env=_env(data))
+    restored = ef("restore", str(path), "--json", env=env_for(data))
     assert restored.code == 0, restored.stdout + restored.stderr
     body = restored.json()
     [aside] = [Path(p) for p in body["kept_aside"]]
@@ -265,7 +233,7 @@ def test_restore_migrates_an_older_backup_forward(tmp_path: Path) -> None:
     old.mkdir()
     db.migrate(f"sqlite:///{old / 'db.sqlite'}", "0001")
     path = _backup(old)
-    ran = ef("restore", str(path), "--json", env=_env(tmp_path / "new"))
+    ran = ef("restore", str(path), "--json", env=env_for(tmp_path / "new"))
     assert ran.code == 0, ran.stdout + ran.stderr
     body = ran.json()
     assert body["revision_before"] == "0001"
@@ -280,7 +248,7 @@ def test_restore_refuses_while_the_service_runs_unless_told_to_stop_it(
     directory = tmp_path / "served"
     server = backend_factory(directory)
     path = _backup(directory)
-    refused = ef("restore", str(path), "--json", env=_env(directory))
+    refused = ef("restore", str(path), "--json", env=env_for(directory))
     assert refused.code == 4
     assert refused.json()["error"].startswith(
         f"the service is running on {(directory / 'db.sqlite').resolve()} ("
@@ -290,7 +258,7 @@ def test_restore_refuses_while_the_service_runs_unless_told_to_stop_it(
     )
     assert server.proc is not None and server.proc.poll() is None
 
-    stopped = ef("restore", str(path), "--stop", env=_env(directory))
+    stopped = ef("restore", str(path), "--stop", env=env_for(directory))
     assert stopped.code == 0, stopped.stdout + stopped.stderr
     assert stopped.stdout.startswith(f"stopped ef serve (pid {server.proc.pid})\n")
     # uvicorn ends a graceful SIGTERM shutdown by re-raising the signal.
@@ -312,7 +280,7 @@ def test_usage_and_missing_files_exit_codes(tmp_path: Path) -> None:
     assert missing.json()["checks"] == [
         {"name": "file", "ok": False, "detail": f"{tmp_path / 'nope.sqlite'} does not exist"}
     ]
-    empty = ef("restore", "--latest", "--json", env=_env(tmp_path / "empty"))
+    empty = ef("restore", "--latest", "--json", env=env_for(tmp_path / "empty"))
     assert empty.code == 1
     assert empty.json() == {
         "error": f"no backups in {tmp_path / 'empty' / 'backups'}",

@@ -12,6 +12,8 @@ from ef_backend.core.config import Settings
 from ef_backend.services.runtime import Runtime
 from sqlalchemy import Engine
 
+from tests.utils.postgres import PostgresServer
+
 SettingsFactory = Callable[..., Settings]
 
 
@@ -29,6 +31,16 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
 @pytest.fixture
 def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """``""`` (SQLite in the data directory) or a new, empty database on the session's real
+    PostgreSQL: tests that take this run on both."""
+    if request.param == "sqlite":
+        return ""
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
 
 
 @pytest.fixture

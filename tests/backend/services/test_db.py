@@ -1,4 +1,5 @@
-"""Storage: the Alembic migration yields exactly the models' schema; SQLite pragmas; metrics."""
+"""Storage: the Alembic migration yields exactly the models' schema (SQLite and a real PostgreSQL);
+SQLite pragmas; metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine, create_engine, text
 from sqlmodel import SQLModel
 
+from tests.utils.postgres import PostgresServer
 from tests.utils.procs import REPO, VENV_BIN
 
 
@@ -161,3 +163,37 @@ def test_migrations_downgrade_cleanly(settings: Settings, migrated: Engine) -> N
 @pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
 def test_in_memory_sqlite_has_no_files(url: str) -> None:
     assert db.db_file_paths(Settings(_env_file=None, database_url=url)) == []  # type: ignore[call-arg]
+
+
+def test_postgresql_schema_matches_the_models_and_migrates_both_ways(
+    postgres: PostgresServer,
+) -> None:
+    """The same migrations on a real PostgreSQL: head equals the models (partial unique index
+    included), down to base leaves only alembic_version, and up again works."""
+    url = Settings(_env_file=None, database_url=postgres.new_database()).db_url  # type: ignore[call-arg]
+    assert url.startswith("postgresql+psycopg://")
+    db.migrate(url)
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+            index = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ux_job_active_cache_key'"
+            ).scalar_one()
+            app = conn.exec_driver_sql(
+                "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            ).scalar_one()
+        assert index.startswith("CREATE UNIQUE INDEX ux_job_active_cache_key ON public.job")
+        assert "WHERE ((status)::text = ANY" in index or "WHERE (status = ANY" in index, index
+        assert app == db.SERVICE_APP_NAME
+        command.downgrade(db.alembic_config(url), "base")
+        with engine.connect() as conn:
+            tables = conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).scalars()
+            assert set(tables) == {"alembic_version"}
+        db.migrate(url)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM job").scalar() == 0
+    finally:
+        engine.dispose()

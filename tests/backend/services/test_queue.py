@@ -1,4 +1,5 @@
-"""The job queue on a real SQLite file: dedupe, backpressure, atomic claims, leases, state rules."""
+"""The job queue on a real SQLite file and a real PostgreSQL database (every test runs on both):
+dedupe, backpressure, atomic claims (SKIP LOCKED on PostgreSQL), leases, state rules."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from ef_backend.services.worker import WorkerPool, WorkerSettings
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
+from tests.backend.services.conftest import SettingsFactory
+
 
 def new_job(n: int, *, voice: str = "joe") -> NewJob:
     text = f"Job number {n}."
@@ -39,6 +42,11 @@ def new_job(n: int, *, voice: str = "joe") -> NewJob:
         client="tests",
         sentence_keys=[cache_key("piper", "joe", voice, 1.0, "wav-sentence", text)],
     )
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory, database_url: str) -> Settings:
+    return make_settings(database_url=database_url)
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Workers against real engines: retries, permanent failures, lease expiry, graceful stop."""
+"""Workers against real engines: retries, permanent failures, lease expiry, graceful stop.
+
+The crash-recovery tests (lease expiry, kill -9, stop and resume, two processes on one
+database) run on SQLite and on a real PostgreSQL (``database_url``)."""
 
 from __future__ import annotations
 
@@ -223,9 +226,11 @@ async def test_a_timeout_is_retried_then_fails_with_reason_timeout(
 
 
 async def test_a_job_of_a_dead_worker_is_requeued_when_its_lease_expires(
-    service_factory: ServiceFactory, piper_tts: Server
+    service_factory: ServiceFactory, piper_tts: Server, database_url: str
 ) -> None:
-    service = await service_factory(tts_url=piper_tts.url, job_lease_s=0.6, start=False)
+    service = await service_factory(
+        database_url=database_url, tts_url=piper_tts.url, job_lease_s=0.6, start=False
+    )
     engine = await voice_of(service)
     job, _ = service.queue.enqueue(new_job("A worker died holding me.", **engine))
     claimed = service.queue.claim("crashed-process:0")
@@ -238,9 +243,11 @@ async def test_a_job_of_a_dead_worker_is_requeued_when_its_lease_expires(
 
 
 async def test_expired_jobs_are_requeued_at_start(
-    service_factory: ServiceFactory, piper_tts: Server
+    service_factory: ServiceFactory, piper_tts: Server, database_url: str
 ) -> None:
-    service = await service_factory(tts_url=piper_tts.url, job_lease_s=0.2, start=False)
+    service = await service_factory(
+        database_url=database_url, tts_url=piper_tts.url, job_lease_s=0.2, start=False
+    )
     engine = await voice_of(service)
     jobs = [
         service.queue.enqueue(new_job(f"Left running number {n}.", **engine))[0] for n in range(3)
@@ -254,11 +261,16 @@ async def test_expired_jobs_are_requeued_at_start(
 
 
 async def test_stop_releases_a_running_job_and_a_new_process_resumes_it(
-    service_factory: ServiceFactory, piper_tts: Server, monkeypatch: pytest.MonkeyPatch
+    service_factory: ServiceFactory,
+    piper_tts: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
 ) -> None:
     monkeypatch.setattr(runtime_module, "STOP_GRACE_S", 0.0)
     text = " ".join(f"This is sentence number {n} of a long announcement." for n in range(12))
-    first = await service_factory(tts_url=piper_tts.url, tts_concurrency=1)
+    first = await service_factory(
+        database_url=database_url, tts_url=piper_tts.url, tts_concurrency=1
+    )
     job = await first.speech.submit(SpeechRequest(text=text))
     await wait_until(lambda: first.jobs.get(job.id).sentences_done >= 2)
     await first.stop()
@@ -268,7 +280,9 @@ async def test_stop_releases_a_running_job_and_a_new_process_resumes_it(
     assert released.status is JobStatus.queued and released.worker_id is None
     assert released.attempts == 0
     calls = synth_calls()
-    second = await service_factory(tts_url=piper_tts.url, data_dir=first.settings.data_dir)
+    second = await service_factory(
+        database_url=database_url, tts_url=piper_tts.url, data_dir=first.settings.data_dir
+    )
     done = await finished(second, job.id)
     assert done.status is JobStatus.succeeded and done.attempts == 1
     assert done.sentences_done == done.sentences_total == 12
@@ -277,9 +291,11 @@ async def test_stop_releases_a_running_job_and_a_new_process_resumes_it(
 
 
 async def test_a_restart_after_kill_9_requeues_at_once_despite_a_long_lease(
-    service_factory: ServiceFactory, piper_tts: Server
+    service_factory: ServiceFactory, piper_tts: Server, database_url: str
 ) -> None:
-    service = await service_factory(tts_url=piper_tts.url, job_lease_s=600, start=False)
+    service = await service_factory(
+        database_url=database_url, tts_url=piper_tts.url, job_lease_s=600, start=False
+    )
     keyed = await voice_of(service)
     job, _ = service.queue.enqueue(new_job("The process holding me was killed.", **keyed))
     killed = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -292,11 +308,13 @@ async def test_a_restart_after_kill_9_requeues_at_once_despite_a_long_lease(
 
 
 async def test_a_waiter_sees_a_job_finished_by_another_process(
-    service_factory: ServiceFactory, piper_tts: Server
+    service_factory: ServiceFactory, piper_tts: Server, database_url: str
 ) -> None:
     """Two services on one database: no in-process signal crosses, the database poll does."""
-    waiter = await service_factory(tts_url=piper_tts.url, start=False)
-    worker = await service_factory(tts_url=piper_tts.url, data_dir=waiter.settings.data_dir)
+    waiter = await service_factory(database_url=database_url, tts_url=piper_tts.url, start=False)
+    worker = await service_factory(
+        database_url=database_url, tts_url=piper_tts.url, data_dir=waiter.settings.data_dir
+    )
     assert waiter.events is not worker.events
     result = await waiter.speech.synthesize(SpeechRequest(text="Finished somewhere else entirely."))
     assert not result.cache_hit and result.job_id is not None
