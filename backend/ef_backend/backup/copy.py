@@ -33,14 +33,6 @@ class CopyResult:
     database_url: str
 
 
-def _revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        try:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except Exception:
-            return None
-
-
 def _counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         return {
@@ -93,7 +85,7 @@ def copy_database(source_url: str, target_url: str) -> CopyResult:
         source = db.make_engine(source_url, application_name="ef_cli")
         target = db.make_engine(target_url, application_name="ef_cli")
         try:
-            revision = _revision(source)
+            revision = schema.current(source_url)
             if schema.state(revision) != "head":
                 raise Refused(
                     f"the source is at {schema.describe(revision)}; run `ef migrate` first"

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
-
 from ef_backend.backup import postgres, running, schema
 from ef_backend.backup.errors import BackupError, Refused
 from ef_backend.backup.make import dialect_of, make_backup
@@ -90,15 +88,6 @@ def _restore_postgres(backup: Path, settings: Settings) -> list[Path]:
     return [aside.path]
 
 
-def _current_revision(url: str) -> str:
-    engine = db.make_engine(url, application_name="ef_cli")
-    try:
-        with engine.connect() as conn:
-            return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
-    finally:
-        engine.dispose()
-
-
 def restore_backup(backup: Path, settings: Settings, *, stop: bool = False) -> RestoreResult:
     """Replace the database of ``settings`` with ``backup``; raises BackupError/Refused."""
     verification = verify_backup(backup)
@@ -124,7 +113,7 @@ def restore_backup(backup: Path, settings: Settings, *, stop: bool = False) -> R
     return RestoreResult(
         path=backup,
         revision_before=verification.revision,
-        revision_after=_current_revision(settings.db_url),
+        revision_after=schema.current(settings.db_url) or "",
         kept_aside=kept,
         stopped=stopped,
         verification=verification,

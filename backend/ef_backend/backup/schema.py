@@ -6,7 +6,9 @@ from typing import Literal
 
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
+from sqlalchemy import text
 
+from ef_backend.core import db
 from ef_backend.core.db import MIGRATIONS_DIR
 
 RevisionState = Literal["head", "older", "unknown", "missing"]
@@ -50,3 +52,17 @@ def describe(revision: str | None) -> str:
             )
         case _:
             return "no alembic_version table: not an EchoForge database"
+
+
+def current(url: str) -> str | None:
+    """The revision the database at ``url`` is at (None before the first migration)."""
+    engine = db.make_engine(url, application_name="ef_cli")
+    try:
+        with engine.connect() as conn:
+            try:
+                value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except Exception:
+                return None
+            return None if value is None else str(value)
+    finally:
+        engine.dispose()

@@ -16,6 +16,7 @@ from ef_backend.backup import (
     Verification,
     make_backup,
     restore_backup,
+    schema,
     verify_backup,
 )
 from ef_backend.backup.copy import copy_database
@@ -38,12 +39,15 @@ def _error(exc: BackupError) -> CliError:
 def migrate(args: argparse.Namespace) -> int:
     settings = _settings()
     db.migrate(settings)
-    from ef_backend.backup import schema
-
+    revision = schema.current(settings.db_url)
+    shown = db.make_url_safe(settings.db_url)
+    lines = [f"{shown} is at revision {revision}"]
+    if revision != schema.head():  # db.migrate leaves a newer schema alone (a rollback)
+        lines.append(f"this version knows up to {schema.head()}: {schema.describe(revision)}")
     emit(
         args.json,
-        {"database_url": db.make_url_safe(settings.db_url), "revision": schema.head()},
-        [f"{db.make_url_safe(settings.db_url)} is at revision {schema.head()}"],
+        {"database_url": shown, "revision": revision, "head": schema.head()},
+        lines,
     )
     return EXIT_OK
 
