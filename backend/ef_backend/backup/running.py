@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,8 @@ from typing import IO
 from sqlalchemy import text
 
 from ef_backend.core import db
+
+log = logging.getLogger(__name__)
 
 LOCK_NAME = "ef-backend.lock"
 
@@ -35,7 +38,14 @@ class ServiceLock:
     def hold(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+")
-        fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning(
+                "waiting for `ef restore` to finish with the database",
+                extra={"lock": str(self.path)},
+            )
+            fcntl.flock(handle, fcntl.LOCK_SH)
         # Several servers may share a directory; the last one to start names itself.
         handle.seek(0)
         handle.truncate()

@@ -273,6 +273,9 @@ def test_usage_and_missing_files_exit_codes(tmp_path: Path) -> None:
     )
     assert alias.stdout.startswith("usage: ef [-h] COMMAND ...")
     assert "  4  refused (by the service" in alias.stdout
+    migrated = ef("migrate", "--json", env=env_for(tmp_path / "fresh"))
+    assert migrated.code == 0
+    assert migrated.json()["revision"] == migrated.json()["head"] == schema.head()
     assert ef("verify").code == 2
     assert ef("restore").code == 2
     missing = ef("verify", str(tmp_path / "nope.sqlite"), "--json")
