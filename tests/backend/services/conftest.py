@@ -33,7 +33,7 @@ def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
 def database_url(request: pytest.FixtureRequest) -> str:
     """``""`` (SQLite in the data directory) or a new, empty database on the session's real
     PostgreSQL: tests that take this run on both."""

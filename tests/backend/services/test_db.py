@@ -165,6 +165,7 @@ def test_in_memory_sqlite_has_no_files(url: str) -> None:
     assert db.db_file_paths(Settings(_env_file=None, database_url=url)) == []  # type: ignore[call-arg]
 
 
+@pytest.mark.server
 def test_postgresql_schema_matches_the_models_and_migrates_both_ways(
     postgres: PostgresServer,
 ) -> None:
