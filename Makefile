@@ -111,6 +111,7 @@ bench: venv system-deps
 	$(PY) bench/cache_hit.py
 	$(PY) bench/synthesis.py
 	$(PY) bench/capacity.py
+	$(PY) bench/engine_load.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/soak.py
 
