@@ -186,6 +186,17 @@ def speech() -> list[Alert]:
             "last 5 minutes because EF_QUEUE_MAX jobs were already waiting.",
             (SPEECH, "queue_rejected"),
         ),
+        Alert(
+            "EFWyomingListenerDown",
+            "warning",
+            "backend",
+            f"max_over_time(ef_wyoming_listener_up{{{sel}}}[5m]) == 0",
+            "The Wyoming listener (Home Assistant) is down.",
+            "ef_backend at {{ $labels.instance }} has not been able to listen on "
+            "{{ $labels.address }} for 5 minutes: Home Assistant cannot speak through "
+            "EchoForge; the HTTP API still works.",
+            (SPEECH, "wyoming_up"),
+        ),
     ]
 
 

@@ -163,6 +163,7 @@ FOR: Final = {
     "EFTTSFailureRatioHigh": "10m",
     "EFQueueStalled": "5m",
     "EFQueueFull": "5m",
+    "EFWyomingListenerDown": "5m",
     "EFSpeechErrorBudgetBurn:critical": "2m",
     "EFSpeechErrorBudgetBurn:warning": "15m",
     "EFSpeechLatencyBudgetBurn": "15m",

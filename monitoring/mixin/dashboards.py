@@ -637,11 +637,74 @@ def speech() -> Dashboard:
             ),
         ),
     )
+    wyoming = Row(
+        204,
+        "Wyoming (Home Assistant)",
+        (
+            Panel(
+                40,
+                "wyoming_up",
+                "Wyoming listener",
+                "1 while the backend accepts Wyoming connections (EFWyomingListenerDown when 0 "
+                "for 5 minutes: the port cannot be bound). docs/home-assistant.md.",
+                (Target(f"ef_wyoming_listener_up{{{backend}}}", "{{instance}} {{address}}"),),
+                kind="stat",
+                width=6,
+                mappings=UP_DOWN,
+                base_colour="red",
+                steps=((1, "green"),),
+            ),
+            Panel(
+                41,
+                "wyoming_requests",
+                "Wyoming requests",
+                "Requests per second by kind (describe, synthesize, stream) and outcome, and "
+                "connections refused by EF_WYOMING_CIDRS.",
+                (
+                    Target(
+                        _rate("ef_wyoming_requests_total", backend, "request, outcome"),
+                        "{{request}} {{outcome}}",
+                    ),
+                    Target(
+                        _rate("ef_wyoming_connections_total", f'{backend},result="refused"'),
+                        "refused connections",
+                    ),
+                ),
+                unit="reqps",
+                width=6,
+            ),
+            Panel(
+                42,
+                "wyoming_first_audio",
+                "Wyoming time to first audio",
+                "From a complete sentence to its first audio chunk (p50, p95): what a Home "
+                "Assistant user waits before the speaker starts.",
+                _quantiles("ef_wyoming_first_audio_seconds", backend, qs=("50", "95")),
+                unit="s",
+                width=6,
+            ),
+            Panel(
+                43,
+                "wyoming_errors",
+                "Wyoming errors and cache",
+                "Error events sent, by code, and Wyoming speech requests by cache result.",
+                (
+                    Target(_rate("ef_wyoming_errors_total", backend, "code"), "error {{code}}"),
+                    Target(
+                        _rate("ef_wyoming_cache_requests_total", backend, "result"),
+                        "cache {{result}}",
+                    ),
+                ),
+                unit="ops",
+                width=6,
+            ),
+        ),
+    )
     return Dashboard(
         uid="ef-speech",
         title="EchoForge Speech pipeline",
         description="Where a speech request spends time (cache, queue, engine) and why it fails.",
-        rows=(latency, queue, failures, engine),
+        rows=(latency, queue, failures, engine, wyoming),
         annotations=ANNOTATIONS,
     )
 
