@@ -1,0 +1,47 @@
+"""The end-to-end benchmarks keep working: short runs of bench/cache_hit.py and bench/soak.py.
+
+Speed is never asserted (docs/performance.md and docs/reliability.md hold the figures); this
+checks that the harness starts its stack, loads it and reports every row it promises.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+def _run(args: list[str], tmp_path: Path) -> tuple[str, dict[str, object]]:
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, *args, "--json", str(out), "--keep", str(tmp_path / "work")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_a_short_cache_hit_run_reports_every_route(tmp_path: Path) -> None:
+    stdout, data = _run(["bench/cache_hit.py", "--rounds", "1", "--duration", "1"], tmp_path)
+    for route in ("speech", "openai", "job_audio"):
+        assert f"| {route} |" in stdout
+    ratios = data["ratios"]
+    assert isinstance(ratios, dict) and set(ratios) == {"speech", "openai", "job_audio"}
+    assert all(value[0] > 0 for value in ratios.values())
+
+
+def test_a_short_soak_reports_its_verdicts(tmp_path: Path) -> None:
+    stdout, data = _run(["bench/soak.py", "--duration", "8", "--clients", "2"], tmp_path)
+    verdicts = data["verdicts"]
+    assert isinstance(verdicts, dict) and len(verdicts) == 5
+    assert "| zero unexpected errors |" in stdout and data["unexpected"] == []
