@@ -14,9 +14,11 @@ from contextlib import asynccontextmanager
 
 from ef_common.logging import configure_logging
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from ef_backend.api.docs import install_docs
+from ef_backend.api.frontend import FrontendFiles
+from ef_backend.api.guards import RequestGuards
 from ef_backend.api.routes import admin, health, jobs, limits, openai, pages, speech, voices
 from ef_backend.core.config import Settings, get_settings
 from ef_backend.core.db import migrate
@@ -66,7 +68,7 @@ def _mount_frontend(app: FastAPI, settings: Settings) -> None:
     if not directory.is_dir():
         log.warning("EF_FRONTEND_DIR %s is not a directory; no web UI at /", directory)
         return
-    app.mount("/", StaticFiles(directory=directory, html=True), name="frontend")
+    app.mount("/", FrontendFiles(directory=directory, html=True), name="frontend")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=settings.version,
         openapi_tags=TAGS,
         lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = None
@@ -92,6 +96,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (speech, jobs, voices, limits, openai, admin, health, pages):
         app.include_router(module.router)
+    install_docs(app)
+    app.add_middleware(
+        RequestGuards,
+        allowed_hosts=settings.allowed_hosts,
+        max_body_bytes=settings.max_body_bytes,
+    )
     install(app, settings, lambda: app.state.runtime)
     _mount_frontend(app, settings)
     return app

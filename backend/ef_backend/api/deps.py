@@ -12,9 +12,18 @@ from typing import Annotated
 from ef_common.context import bind_client
 from fastapi import Depends, Request
 
+from ef_backend.core.browser import require_same_origin
 from ef_backend.core.config import Settings
 from ef_backend.core.ratelimit import RateLimiter
-from ef_backend.core.security import Caller, identify, require_admin, require_key
+from ef_backend.core.security import (
+    Caller,
+    identify,
+    rate_limit_bucket,
+    request_client_address,
+    require_admin,
+    require_admin_token,
+    require_key,
+)
 from ef_backend.services.admin import AdminService
 from ef_backend.services.health import HealthService
 from ef_backend.services.jobs import JobService
@@ -60,12 +69,9 @@ HealthDep = Annotated[HealthService, Depends(get_health)]
 
 async def get_caller(request: Request, settings: SettingsDep) -> Caller:
     """Who is calling; also tells the access log (its key name and address, never the key)."""
-    forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
     caller = identify(
-        peer=request.client.host if request.client else None,
-        forwarded_for=forwarded,
+        address=request_client_address(request.scope, settings.trusted_proxies),
         authorization=request.headers.get("authorization"),
-        trusted_proxies=settings.trusted_proxies,
         api_keys=settings.api_keys,
     )
     request.state.client = caller.name
@@ -77,12 +83,10 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 async def rate_limit(request: Request, caller: CallerDep) -> None:
-    """One token per request from the caller's bucket: its key name, else its address."""
+    """One token per request from the caller's bucket: its key name, else its address (/64)."""
     limiter: RateLimiter = request.app.state.rate_limiter
-    if caller.key_name is not None:
-        limiter.check(f"key:{caller.key_name}", who=f"API key {caller.key_name!r}")
-    else:
-        limiter.check(f"addr:{caller.address}", who=caller.address)
+    who = f"API key {caller.key_name!r}" if caller.key_name is not None else "this client"
+    limiter.check(rate_limit_bucket(caller), who=who)
 
 
 async def api_key(caller: CallerDep, settings: SettingsDep) -> None:
@@ -90,9 +94,13 @@ async def api_key(caller: CallerDep, settings: SettingsDep) -> None:
     require_key(caller, settings.api_keys)
 
 
-async def admin_only(caller: CallerDep, settings: SettingsDep) -> None:
-    """403 unless the client address is in EF_ADMIN_CIDRS."""
+async def admin_only(request: Request, caller: CallerDep, settings: SettingsDep) -> None:
+    """403 unless the client address is in EF_ADMIN_CIDRS and a state-changing request comes
+    from this site's own pages (or no browser at all); 401 without EF_ADMIN_TOKEN when set."""
     require_admin(caller.address, settings.admin_cidrs)
+    require_same_origin(request.method, request.headers)
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    require_admin_token(request.headers.get("authorization"), token)
 
 
 __all__ = [

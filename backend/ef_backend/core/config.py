@@ -9,13 +9,17 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from ef_common.version import version
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _PLACEHOLDER_KEYS = {"changeme", "change-me", "secret", "password", "key", "apikey"}
+#: The shortest API key or admin token accepted: 16 random characters resist online guessing.
+MIN_SECRET_CHARS = 16
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _split_csv(value: object) -> object:
@@ -34,6 +38,23 @@ def sqlalchemy_url(url: str) -> str:
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url.removeprefix(scheme)
     return url
+
+
+def _parse_keys(value: str) -> dict[str, str]:
+    """``name:key`` items (commas or lines) to ``{key: name}``; refuses short or placeholder
+    keys."""
+    keys: dict[str, str] = {}
+    for item in _csv_items(value.replace("\n", ",")):
+        name, sep, key = item.partition(":")
+        if not sep or not name or not key:
+            raise ValueError(f"EF_API_KEYS entry must be name:key, got {name!r}:<hidden>")
+        if key.lower() in _PLACEHOLDER_KEYS or len(key) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"EF_API_KEYS key for {name!r} is a placeholder or shorter than "
+                f"{MIN_SECRET_CHARS} characters"
+            )
+        keys[key] = name
+    return keys
 
 
 class Settings(BaseSettings):
@@ -61,6 +82,16 @@ class Settings(BaseSettings):
     backup_keep: int = Field(default=7, ge=1, description="backups `ef backup` keeps")
     #: Past the cap, eviction goes down to this share of it (a full cache is normal, not churn).
     cache_low_water_ratio: float = Field(default=0.9, gt=0, le=1)
+    cache_scope: Literal["key", "shared"] = Field(
+        default="key",
+        description="key: each API key has its own cache entries; shared: one cache for all",
+    )
+    job_retention_days: float = Field(
+        default=7.0, gt=0, description="finished jobs (and their text) are deleted after this"
+    )
+    min_free_bytes: int = Field(
+        default=100 * 1024**2, ge=0, description="readiness fails below this much free space"
+    )
 
     # Engine
     tts_url: str = "http://127.0.0.1:5002"
@@ -72,6 +103,9 @@ class Settings(BaseSettings):
 
     # Queue
     queue_max: int = Field(default=100, ge=1)
+    queue_key_share: float = Field(
+        default=0.5, gt=0, le=1, description="the part of EF_QUEUE_MAX one API key may fill"
+    )
     sync_timeout_s: float = Field(default=60.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     job_lease_s: float = Field(default=30.0, gt=0)
@@ -79,21 +113,25 @@ class Settings(BaseSettings):
 
     # Input limits
     max_text_chars: int = Field(default=5000, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, description="request body limit")
     min_speed: float = Field(default=0.25, gt=0)
     max_speed: float = Field(default=4.0, gt=0)
 
     # Access
     api_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    admin_cidrs: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = Field(
+    api_keys_file: Path | None = None
+    admin_token: SecretStr | None = None
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "ef_backend"]
+    )
+    admin_cidrs: Annotated[list[Network], NoDecode] = Field(
         default_factory=lambda: [
             ipaddress.ip_network("127.0.0.1/32"),
             ipaddress.ip_network("::1/128"),
             ipaddress.ip_network("192.168.1.0/24"),
         ]
     )
-    trusted_proxies: Annotated[list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode] = (
-        Field(default_factory=list)
-    )
+    trusted_proxies: Annotated[list[Network], NoDecode] = Field(default_factory=list)
     rate_limit: int = Field(
         default=120, ge=0, description="requests per minute per client; 0 = off"
     )
@@ -143,17 +181,27 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         """``name:key,name2:key2``: names let logs and metrics say who called, never the key."""
-        if not isinstance(value, str):
-            return value
-        keys: dict[str, str] = {}
-        for item in _csv_items(value):
-            name, sep, key = item.partition(":")
-            if not sep or not name or not key:
-                raise ValueError(f"EF_API_KEYS entry must be name:key, got {name!r}:<hidden>")
-            if key.lower() in _PLACEHOLDER_KEYS or len(key) < 8:
-                raise ValueError(f"EF_API_KEYS key for {name!r} is a placeholder or shorter than 8")
-            keys[key] = name
-        return keys
+        return _parse_keys(value) if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _parse_hosts(cls, value: object) -> object:
+        items = _split_csv(value)
+        if isinstance(items, list):
+            return [str(item).lower() for item in items]
+        return items
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        secret = value.get_secret_value()
+        if secret.lower() in _PLACEHOLDER_KEYS or len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"EF_ADMIN_TOKEN is a placeholder or shorter than {MIN_SECRET_CHARS} characters"
+            )
+        return value
 
     @field_validator("voice_map", mode="before")
     @classmethod
@@ -201,6 +249,34 @@ class Settings(BaseSettings):
     def _check_speeds(self) -> Settings:
         if self.min_speed > self.max_speed:
             raise ValueError("EF_MIN_SPEED must not exceed EF_MAX_SPEED")
+        return self
+
+    @model_validator(mode="after")
+    def _read_api_keys_file(self) -> Settings:
+        """``EF_API_KEYS_FILE`` (a Docker secret): the same ``name:key`` lines or commas."""
+        if self.api_keys_file is None:
+            return self
+        try:
+            content = self.api_keys_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(
+                f"EF_API_KEYS_FILE={str(self.api_keys_file)!r} cannot be read: {exc.strerror}"
+            ) from None
+        self.api_keys = {**self.api_keys, **_parse_keys(content)}
+        return self
+
+    @model_validator(mode="after")
+    def _check_proxies_apart_from_admins(self) -> Settings:
+        """A trusted proxy inside the admin CIDRs would make every relayed client an admin."""
+        for proxy in self.trusted_proxies:
+            for admin in self.admin_cidrs:
+                if proxy.version == admin.version and proxy.overlaps(admin):
+                    raise ValueError(
+                        f"EF_TRUSTED_PROXIES {proxy} overlaps EF_ADMIN_CIDRS {admin}: a request "
+                        "from that range is relayed for someone else, never an admin itself. "
+                        "Trust only the proxy's own address (compose: the fixed ef_proxy address) "
+                        "and keep it out of EF_ADMIN_CIDRS."
+                    )
         return self
 
     @property

@@ -3,7 +3,10 @@
 The client address is the TCP peer, unless the peer is a trusted proxy (`EF_TRUSTED_PROXIES`):
 then it is the rightmost X-Forwarded-For hop that is not itself a trusted proxy. Hops to the left
 of that were written by the client and prove nothing, so a spoofed header from an untrusted peer
-changes nothing.
+changes nothing. A request relayed by a trusted proxy is never taken for the proxy itself: without
+a usable header (missing, empty, a hop that is not a bare IP address such as ``8.8.8.8:1234`` or
+``[2001:db8::1]``, or only trusted hops) its client is `UNKNOWN`, which no admin CIDR contains.
+The access log, the rate limiter and the admin check all read `request_client_address`.
 
 API keys (`EF_API_KEYS=name:key,...`) are bearer tokens. With none configured the API is open;
 with some, ``/api/v1/speech``, ``/api/v1/jobs*`` and ``/v1/*`` need one, while voices, health,
@@ -18,6 +21,7 @@ import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ef_backend.core.errors import Forbidden, Unauthorized
 
@@ -28,6 +32,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: The caller's name when no API key was presented.
 ANONYMOUS = "anonymous"
+#: The client address of a relayed request whose X-Forwarded-For cannot be believed.
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -71,19 +77,27 @@ def client_address(
     """The client's address, trusting X-Forwarded-For only as far as trusted proxies wrote it."""
     trusted = list(trusted_proxies)
     peer_address = _parse(peer)
-    current = str(peer_address) if peer_address is not None else (peer or "unknown")
-    if not forwarded_for or not in_networks(current, trusted):
-        return current
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    if peer_address is None:
+        return UNKNOWN
+    if not in_networks(str(peer_address), trusted):
+        return str(peer_address)
+    hops = [_parse(hop) for hop in (forwarded_for or "").split(",")]
+    if any(hop is None for hop in hops):
+        # Missing, empty or garbled: whoever is behind the proxy is not known.
+        return UNKNOWN
     for hop in reversed(hops):
-        parsed = _parse(hop)
-        if parsed is None:
-            # A garbled hop: stop at the last proxy we trust rather than believe it.
-            return current
-        current = str(parsed)
-        if not in_networks(current, trusted):
-            return current
-    return current
+        if not in_networks(str(hop), trusted):
+            return str(hop)
+    return UNKNOWN
+
+
+def request_client_address(scope: Mapping[str, Any], trusted_proxies: Iterable[Network]) -> str:
+    """`client_address` of an ASGI request: its peer and every X-Forwarded-For header, in order."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else None
+    headers = scope.get("headers", ())
+    values = [bytes(v).decode("latin-1") for k, v in headers if k == b"x-forwarded-for"]
+    return client_address(peer, ",".join(values) if values else None, trusted_proxies)
 
 
 def is_admin(address: str, admin_cidrs: Iterable[Network]) -> bool:
@@ -93,10 +107,9 @@ def is_admin(address: str, admin_cidrs: Iterable[Network]) -> bool:
 def require_admin(address: str, admin_cidrs: Iterable[Network]) -> None:
     """Raise `Forbidden` unless ``address`` is inside `EF_ADMIN_CIDRS`."""
     if not is_admin(address, admin_cidrs):
-        log.warning("admin API refused for a client outside EF_ADMIN_CIDRS")
-        raise Forbidden(
-            f"The admin API is only open to clients in EF_ADMIN_CIDRS; {address} is not one."
-        )
+        # The address goes to the log (the operator's), never into the answer.
+        log.warning("admin API refused for a client outside EF_ADMIN_CIDRS: %s", address)
+        raise Forbidden("The admin API is only open to clients in EF_ADMIN_CIDRS.")
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -121,21 +134,37 @@ def key_name(token: str | None, api_keys: Mapping[str, str]) -> str | None:
     return found
 
 
-def identify(
-    *,
-    peer: str | None,
-    forwarded_for: str | None,
-    authorization: str | None,
-    trusted_proxies: Iterable[Network],
-    api_keys: Mapping[str, str],
-) -> Caller:
-    """Build the `Caller` of a request; raises nothing (see `require_key`)."""
+def identify(*, address: str, authorization: str | None, api_keys: Mapping[str, str]) -> Caller:
+    """Build the `Caller` of a request from its resolved address; raises nothing."""
     token = bearer_token(authorization)
     return Caller(
-        address=client_address(peer, forwarded_for, trusted_proxies),
-        key_name=key_name(token, api_keys),
-        presented_key=token is not None,
+        address=address, key_name=key_name(token, api_keys), presented_key=token is not None
     )
+
+
+def require_admin_token(authorization: str | None, admin_token: str | None) -> None:
+    """With EF_ADMIN_TOKEN set, the admin API also needs ``Authorization: Bearer <token>``."""
+    if admin_token is None:
+        return
+    token = bearer_token(authorization)
+    if token is None or not hmac.compare_digest(token.encode(), admin_token.encode()):
+        log.warning("admin API refused: missing or wrong EF_ADMIN_TOKEN")
+        raise Unauthorized(
+            "The admin API needs 'Authorization: Bearer <token>' with EF_ADMIN_TOKEN."
+        )
+
+
+def rate_limit_bucket(caller: Caller) -> str:
+    """The caller's rate-limit bucket: its key name, else its IPv4 address or IPv6 /64.
+
+    One IPv6 host usually holds a whole /64, so per-address buckets would be no limit at all.
+    """
+    if caller.key_name is not None:
+        return f"key:{caller.key_name}"
+    parsed = _parse(caller.address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return f"addr:{ipaddress.ip_network((parsed, 64), strict=False)}"
+    return f"addr:{caller.address}"
 
 
 def require_key(caller: Caller, api_keys: Mapping[str, str]) -> None:
@@ -152,6 +181,7 @@ def require_key(caller: Caller, api_keys: Mapping[str, str]) -> None:
 
 __all__ = [
     "ANONYMOUS",
+    "UNKNOWN",
     "Caller",
     "bearer_token",
     "client_address",
@@ -159,6 +189,9 @@ __all__ = [
     "in_networks",
     "is_admin",
     "key_name",
+    "rate_limit_bucket",
+    "request_client_address",
     "require_admin",
+    "require_admin_token",
     "require_key",
 ]

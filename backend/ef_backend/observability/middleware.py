@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from ef_common.asgi import HttpObserver, RequestContextMiddleware, RequestRecord
 from starlette.types import ASGIApp, Scope
 
-from ef_backend.core.security import client_address
+from ef_backend.core.security import request_client_address
 from ef_backend.observability import metrics
 
 __all__ = ["HttpMetrics", "observability_middleware"]
@@ -46,17 +46,8 @@ def observability_middleware(
     proxies = tuple(trusted_proxies)
 
     def client_ip(scope: Scope) -> str | None:
-        # The same rule as the rate limiter and admin check (X-Forwarded-For from proxies).
-        client = scope.get("client")
-        peer = str(client[0]) if client else None
-        if not proxies:
-            return peer
-        forwarded = None
-        for key, value in scope["headers"]:
-            if key == b"x-forwarded-for":
-                forwarded = bytes(value).decode("latin-1")
-                break
-        return client_address(peer, forwarded, proxies)
+        # The very rule (and function) of the rate limiter and the admin check.
+        return request_client_address(scope, proxies)
 
     return RequestContextMiddleware(
         app, observer=observer, access_log=access_log, client_ip=client_ip

@@ -393,12 +393,11 @@ class AudioCache:
         return removed
 
     def writable(self) -> tuple[bool, str | None]:
-        """Can a file be created and removed in the cache directory?"""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self.root, prefix=".probe-")
-            os.close(fd)
-            os.unlink(name)
-        except OSError as exc:
-            return False, f"{type(exc).__name__}: {exc.strerror or exc}"
+        """Is the cache a directory this process may write? Asked of the kernel (``access``
+        also says no on a read-only mount), without creating anything: health probes are
+        called often and must stay cheap."""
+        if not self.root.is_dir():
+            return False, "the audio cache is not a directory"
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            return False, "the audio cache is not writable (read-only or permissions)"
         return True, None

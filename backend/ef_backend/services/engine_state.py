@@ -226,6 +226,9 @@ class EngineState:
             self._health = health
         up = health.reachable and health.model_loaded and health.error is None
         metrics.tts_engine_up.set(1.0 if up else 0.0)
+        if not up:
+            # The full reason stays here; /health answers with a terse one.
+            log.warning("engine probe failed", extra={"error": health.error})
         return health
 
     async def _probe(self) -> EngineHealth:

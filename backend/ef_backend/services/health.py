@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from ef_backend.core import db
-from ef_backend.models import AudioFormat, CacheEntry
 from ef_backend.services.cache import AudioCache
 from ef_backend.services.engine_state import EngineHealth, EngineState
 from ef_backend.services.queue import JobQueue
@@ -29,18 +30,17 @@ class HealthService:
         self._engine = engine
 
     def database(self) -> tuple[bool, str | None]:
-        """Can the database take a write? (insert a row, then roll it back)."""
+        """Does the database answer? One ``SELECT 1``: probes are frequent and unauthenticated,
+        so they neither write nor take the write lock (a full disk shows in the cache check)."""
         try:
             with self._sessions() as session:
-                session.add(CacheEntry(key="0" * 64, format=AudioFormat.wav, size_bytes=0))
-                session.flush()
-                session.rollback()
+                session.execute(text("SELECT 1"))
         except Exception as exc:
             return False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         return True, None
 
     def cache(self) -> tuple[bool, str | None]:
-        """Can a file be created and removed in the audio cache directory?"""
+        """Is the audio cache a directory this process may write? (creates nothing)"""
         return self._cache.writable()
 
     def queued_jobs(self) -> int:

@@ -53,8 +53,8 @@ def test_admin_denied_from_another_address(backend: Server, path: str) -> None:
     assert response.status_code == 403
     error = error_of(response)
     assert error["code"] == "forbidden"
-    assert "127.0.0.2" in str(error["message"])
-    assert "EF_ADMIN_CIDRS" in str(error["message"])
+    assert error["message"] == "The admin API is only open to clients in EF_ADMIN_CIDRS."
+    assert "127.0.0.2" not in response.text  # the answer does not echo the address
 
 
 def test_admin_denied_for_writes_from_another_address(backend: Server) -> None:
@@ -70,7 +70,7 @@ def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(backend: Server
     with _from("127.0.0.2", backend) as client:
         response = client.get("/api/admin/queue", headers={"X-Forwarded-For": "127.0.0.1"})
     assert response.status_code == 403
-    assert "127.0.0.2" in str(error_of(response)["message"])
+    assert error_of(response)["code"] == "forbidden"
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,14 @@ def behind_proxy(backend_factory: BackendFactory) -> Server:
         ("192.168.1.20, 127.0.0.3", 200),  # a chain of trusted proxies is skipped
         ("not-an-address", 403),
         (None, 403),  # the proxy itself is not in EF_ADMIN_CIDRS
+        # A header that is not a plain list of addresses: unknown client, never an admin.
+        ("192.168.1.20, garbage", 403),
+        ("8.8.8.8:1234", 403),
+        ("[2001:db8::1]", 403),
+        ("", 403),
+        (",", 403),
+        ("192.168.1.20,,", 403),
+        ("192.168.1.20:80", 403),
     ],
 )
 def test_forwarded_for_is_read_from_a_trusted_proxy(

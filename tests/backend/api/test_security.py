@@ -8,11 +8,15 @@ import pytest
 from ef_backend.core.errors import Forbidden, RateLimited, Unauthorized
 from ef_backend.core.ratelimit import RateLimiter
 from ef_backend.core.security import (
+    Caller,
     bearer_token,
     client_address,
     identify,
     is_admin,
+    rate_limit_bucket,
+    request_client_address,
     require_admin,
+    require_admin_token,
     require_key,
 )
 
@@ -29,10 +33,17 @@ KEYS = {"key-aaaaaaaaaaaa": "homeassistant", "key-bbbbbbbbbbbb": "openwebui"}
         ("10.0.0.2", "192.168.1.9", "192.168.1.9"),
         ("10.0.0.2", "1.2.3.4, 192.168.1.9", "192.168.1.9"),  # rightmost untrusted hop
         ("10.0.0.2", "192.168.1.9, 10.0.0.3", "192.168.1.9"),  # trusted hops skipped
-        ("10.0.0.2", "10.0.0.4, 10.0.0.3", "10.0.0.4"),  # all trusted: the leftmost
-        ("10.0.0.2", "garbage", "10.0.0.2"),
-        ("10.0.0.2", "192.168.1.9, garbage", "10.0.0.2"),
-        ("10.0.0.2", "", "10.0.0.2"),
+        # Relayed by a trusted proxy yet no believable client: unknown, never the proxy.
+        ("10.0.0.2", "10.0.0.4, 10.0.0.3", "unknown"),  # only proxies
+        ("10.0.0.2", None, "unknown"),
+        ("10.0.0.2", "", "unknown"),
+        ("10.0.0.2", ",", "unknown"),
+        ("10.0.0.2", "garbage", "unknown"),
+        ("10.0.0.2", "192.168.1.9, garbage", "unknown"),
+        ("10.0.0.2", "garbage, 192.168.1.9", "unknown"),
+        ("10.0.0.2", "8.8.8.8:1234", "unknown"),
+        ("10.0.0.2", "[2001:db8::1]", "unknown"),
+        ("10.0.0.2", "192.168.1.9,,", "unknown"),
         ("::ffff:10.0.0.2", "192.168.1.9", "192.168.1.9"),  # IPv4-mapped peer
         ("fd00::5", "2001:db8::1", "2001:db8::1"),
         (None, "192.168.1.9", "unknown"),
@@ -48,8 +59,11 @@ def test_admin_cidrs() -> None:
     assert not is_admin("127.0.0.2", ADMIN)
     assert not is_admin("::1", ADMIN)
     assert not is_admin("not-an-ip", ADMIN)
-    with pytest.raises(Forbidden, match=r"127\.0\.0\.2 is not one"):
+    assert not is_admin("unknown", ADMIN)
+    with pytest.raises(Forbidden) as refused:
         require_admin("127.0.0.2", ADMIN)
+    # The answer does not echo the client's address.
+    assert refused.value.message == "The admin API is only open to clients in EF_ADMIN_CIDRS."
 
 
 def test_bearer_tokens_and_key_names() -> None:
@@ -58,13 +72,7 @@ def test_bearer_tokens_and_key_names() -> None:
     assert bearer_token("Basic abc") is None
     assert bearer_token("Bearer ") is None
     assert bearer_token(None) is None
-    caller = identify(
-        peer="127.0.0.1",
-        forwarded_for=None,
-        authorization="Bearer key-bbbbbbbbbbbb",
-        trusted_proxies=[],
-        api_keys=KEYS,
-    )
+    caller = identify(address="127.0.0.1", authorization="Bearer key-bbbbbbbbbbbb", api_keys=KEYS)
     assert caller.name == "openwebui"
     require_key(caller, KEYS)
 
@@ -74,13 +82,7 @@ def test_bearer_tokens_and_key_names() -> None:
     [(None, "API key required"), ("Bearer key-cccccccccccc", "Invalid API key")],
 )
 def test_keys_required_when_configured(authorization: str | None, message: str) -> None:
-    caller = identify(
-        peer="127.0.0.1",
-        forwarded_for=None,
-        authorization=authorization,
-        trusted_proxies=[],
-        api_keys=KEYS,
-    )
+    caller = identify(address="127.0.0.1", authorization=authorization, api_keys=KEYS)
     assert caller.name == "anonymous"
     with pytest.raises(Unauthorized, match=message):
         require_key(caller, KEYS)
@@ -116,3 +118,41 @@ def test_rate_limit_off_and_bounded_memory() -> None:
     for i in range(10):
         small.acquire(f"client-{i}")
     assert len(small) == 3
+
+
+@pytest.mark.parametrize(
+    ("address", "key_name", "bucket"),
+    [
+        ("192.168.1.5", None, "addr:192.168.1.5"),
+        ("2001:db8:1:2:aaaa::1", None, "addr:2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::7", None, "addr:2001:db8:1:2::/64"),  # same /64, same bucket
+        ("2001:db8:1:3::1", None, "addr:2001:db8:1:3::/64"),
+        ("unknown", None, "addr:unknown"),
+        ("2001:db8:1:2::1", "homeassistant", "key:homeassistant"),
+    ],
+)
+def test_rate_limit_buckets(address: str, key_name: str | None, bucket: str) -> None:
+    assert rate_limit_bucket(Caller(address=address, key_name=key_name)) == bucket
+
+
+def test_request_address_reads_every_forwarded_header() -> None:
+    """Two X-Forwarded-For headers are one list: the proxy appended to the last one."""
+    scope = {
+        "client": ("10.0.0.2", 5000),
+        "headers": [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-for", b"192.168.1.9")],
+    }
+    assert request_client_address(scope, PROXIES) == "192.168.1.9"
+    scope["headers"] = [(b"x-forwarded-for", b"192.168.1.9"), (b"x-forwarded-for", b"garbage")]
+    assert request_client_address(scope, PROXIES) == "unknown"
+
+
+def test_admin_token() -> None:
+    require_admin_token(None, None)  # not configured: nothing asked
+    token = "admin-token-0123456789"
+    require_admin_token(f"Bearer {token}", token)
+    for authorization in (None, "Bearer wrong-token-0123456789", f"Basic {token}"):
+        with pytest.raises(Unauthorized) as refused:
+            require_admin_token(authorization, token)
+        assert refused.value.message == (
+            "The admin API needs 'Authorization: Bearer <token>' with EF_ADMIN_TOKEN."
+        )

@@ -3,8 +3,9 @@
 The ``ef`` command (`ef_backend.cli`) and the admin web page call these routes.
 
 Only clients whose address (see `core.security.client_address`) is in EF_ADMIN_CIDRS get in;
-everyone else gets 403 before any handler runs. Handlers are plain ``def`` (database and
-file work runs in the thread pool).
+everyone else gets 403 before any handler runs. State-changing requests must not come from
+another site's page (`core.browser`), and with EF_ADMIN_TOKEN set every request needs it.
+Handlers are plain ``def`` (database and file work runs in the thread pool).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Depends, Query
 
 from ef_backend.api.deps import AdminDep, JobsDep, SettingsDep, admin_only, rate_limit
 from ef_backend.api.openapi_responses import errors
-from ef_backend.api.routes.jobs import JobId
+from ef_backend.api.routes.jobs import JobId, Offset
 from ef_backend.api.schemas import (
     AdminLinksPublic,
     CacheHitRatioPublic,
@@ -36,8 +37,9 @@ from ef_backend.observability.exposition import scrape_registry
 
 log = logging.getLogger(__name__)
 
+# Rate limited first: refused requests cost a token too, so guessing is slow.
 router = APIRouter(
-    prefix="/api/admin", tags=["admin"], dependencies=[Depends(admin_only), Depends(rate_limit)]
+    prefix="/api/admin", tags=["admin"], dependencies=[Depends(rate_limit), Depends(admin_only)]
 )
 
 
@@ -62,7 +64,7 @@ def queue_stats(admin: AdminDep) -> QueueStatsPublic:
 def failed_jobs(
     jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> JobsPublic:
     found, count = jobs.list(limit=limit, offset=offset, status=JobStatus.failed)
     return JobsPublic(data=[job_public(j) for j in found], count=count, limit=limit, offset=offset)
@@ -78,7 +80,7 @@ def failed_jobs(
 def list_jobs(
     jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     status: JobStatus | None = None,
 ) -> JobsAdminPublic:
     found, count = jobs.list(limit=limit, offset=offset, status=status)

@@ -1,15 +1,19 @@
 """Health endpoints for people, Prometheus probes and container health checks.
 
-``/health/live``: the process answers. ``/health/ready``: it can do work (database writable,
-engine reachable, audio cache writable). ``/health``: the full picture (database, queue depth,
-engine, and the Wyoming listener when enabled: degraded, not failed, while it cannot listen,
-since HTTP still works). ``/health/tts``: the engine in detail. Each check reports its status
-and how long it took; any failed check makes the answer 503. None is rate limited or needs a key.
+``/health/live``: the process answers. ``/health/ready``: it can do work (database answers,
+engine reachable, audio cache writable with EF_MIN_FREE_BYTES free). ``/health``: the full picture
+(database, queue depth, engine, and the Wyoming listener when enabled: degraded, not failed, while
+it cannot listen, since HTTP still works). ``/health/tts``: the engine in detail. Each check
+reports its status and how long it took; any failed check makes the answer 503. None is rate
+limited or needs a key, so every probe is cheap (no writes, no files created; the engine probe is
+cached) and its public error is terse: the details (engine URL, exception text) go to the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +34,8 @@ from ef_backend.core.config import Settings
 from ef_backend.services.health import EngineHealth, HealthService
 from ef_backend.wyoming import WyomingListener
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/health", tags=["health"])
 
 _UNHEALTHY: dict[int | str, dict[str, Any]] = {
@@ -45,20 +51,42 @@ async def _timed(probe: Callable[[], Awaitable[ProbeResult]]) -> CheckResult:
     started = time.perf_counter()
     try:
         status, error, detail = await probe()
-    except Exception as exc:
-        status, error, detail = "fail", f"{type(exc).__name__}: {exc}", {}
+    except Exception:
+        log.exception("health check failed")
+        status, error, detail = "fail", "check failed; see the server log", {}
     duration_ms = round((time.perf_counter() - started) * 1000, 3)
     return CheckResult(status=status, duration_ms=duration_ms, error=error, detail=detail)
 
 
 async def _database(probes: HealthService) -> ProbeResult:
     ok, error = await asyncio.to_thread(probes.database)
-    return ("ok" if ok else "fail"), error, {}
+    if not ok:
+        log.warning("health: database check failed: %s", error)
+    return ("ok" if ok else "fail"), None if ok else "database unavailable", {}
 
 
-async def _cache(probes: HealthService) -> ProbeResult:
-    ok, error = await asyncio.to_thread(probes.cache)
-    return ("ok" if ok else "fail"), error, {}
+def _storage(probes: HealthService, settings: Settings) -> ProbeResult:
+    ok, error = probes.cache()
+    if not ok:
+        return "fail", error, {}
+    free = shutil.disk_usage(settings.cache_dir).free
+    detail = {"free_bytes": free, "min_free_bytes": settings.min_free_bytes}
+    if free < settings.min_free_bytes:
+        return "fail", "less free space than EF_MIN_FREE_BYTES", detail
+    return "ok", None, detail
+
+
+async def _cache(probes: HealthService, settings: Settings) -> ProbeResult:
+    return await asyncio.to_thread(_storage, probes, settings)
+
+
+def _engine_error(health: EngineHealth) -> str | None:
+    """The public reason the engine check failed (its full text is logged by the probe)."""
+    if not health.reachable:
+        return "engine unreachable"
+    if not health.model_loaded:
+        return "engine model not loaded"
+    return "engine sample synthesis failed" if health.error else None
 
 
 async def _queue(probes: HealthService, settings: Settings) -> ProbeResult:
@@ -80,7 +108,7 @@ async def _engine(probes: HealthService, *, require_model: bool) -> ProbeResult:
         "model_loaded": health.model_loaded,
         "latency_ms": _ms(health.latency_s),
     }
-    return ("ok" if ok else "fail"), health.error, detail
+    return ("ok" if ok else "fail"), _engine_error(health) if not ok else None, detail
 
 
 async def _wyoming(listener: WyomingListener) -> ProbeResult:
@@ -142,7 +170,7 @@ async def ready(probes: HealthDep, settings: SettingsDep) -> JSONResponse:
     checks = {
         "database": await _timed(lambda: _database(probes)),
         "engine": await _timed(lambda: _engine(probes, require_model=False)),
-        "cache": await _timed(lambda: _cache(probes)),
+        "cache": await _timed(lambda: _cache(probes, settings)),
     }
     return _answer(checks, settings)
 
@@ -185,7 +213,7 @@ async def engine(probes: HealthDep) -> JSONResponse:
         latency_ms=_ms(health.latency_s),
         engine=health.engine,
         model=health.model,
-        error=health.error,
+        error=_engine_error(health),
         checked_at=health.checked_at,
         duration_ms=round((time.perf_counter() - started) * 1000, 3),
     )

@@ -21,6 +21,10 @@ router = APIRouter(
     prefix="/api/v1/jobs", tags=["jobs"], dependencies=[Depends(rate_limit), Depends(api_key)]
 )
 
+#: Larger offsets would overflow the database's integer (a 500); no one pages that far.
+MAX_OFFSET = 1_000_000
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Jobs to skip (newest first).")]
+
 JobId = Annotated[
     str,
     Path(
@@ -79,7 +83,7 @@ async def create_job(
 def list_jobs(
     jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     status: JobStatus | None = None,
 ) -> JobsPublic:
     found, count = jobs.list(limit=limit, offset=offset, status=status)
