@@ -159,6 +159,17 @@ def test_unknown_speaker_lists_the_valid_ones(coqui_speakers: Server) -> None:
             "style_not_supported",
             "Model 'tiny-vits' takes no style_wav",
         ),
+        # A server path is refused before it is looked at: the answer is the same whether the
+        # file exists or not (the stock server told which).
+        *(
+            (
+                {"text": "Hi.", "style_wav": path},
+                400,
+                "invalid_style",
+                "style_wav must be a .wav file name in EF_TTS_VOICES_DIR or a JSON object",
+            )
+            for path in ("/usr/share/sounds/alsa/Noise.wav", "/nonexistent/x.wav", "../x.wav")
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,19 @@ def _peak_normalised(wav: Any) -> np.ndarray[Any, np.dtype[np.int16]]:
     scaled = audio * (32767.0 / max(0.01, peak))
     samples: np.ndarray[Any, np.dtype[np.int16]] = np.clip(scaled, -32767, 32767).astype(np.int16)
     return samples
+
+
+STYLE_RULE = "style_wav must be a .wav file name in EF_TTS_VOICES_DIR or a JSON object"
+
+
+def style_file(name: str, voices_dir: Path | None) -> str:
+    """The reference ``.wav`` called ``name`` in ``voices_dir``; a path is refused unlooked-at."""
+    if voices_dir is None or "/" in name or "\\" in name or name.startswith("."):
+        raise InputRejected("invalid_style", STYLE_RULE)
+    path = voices_dir / name
+    if not path.is_file():
+        raise InputRejected("unknown_style", f"No {name!r} in EF_TTS_VOICES_DIR")
+    return str(path)
 
 
 class CoquiEngine:
@@ -227,19 +239,24 @@ class CoquiEngine:
         return language
 
     def _style(self, style_wav: str | None) -> str | dict[str, float] | None:
-        """``style_wav`` as the stock server reads it: a .wav on this host or a GST token dict."""
+        """``style_wav``: a GST token dict, or the name of a ``.wav`` in EF_TTS_VOICES_DIR.
+
+        The stock server opened any path on the host, so its answer told whether a file
+        existed; here a path is refused before anything is looked up.
+        """
         if not style_wav:
             return None
+        reference = (
+            style_file(style_wav, self.settings.voices_dir) if style_wav.endswith(".wav") else None
+        )
         if not self._api.synthesizer.tts_config.get("use_gst", False):
             raise InputRejected("style_not_supported", f"Model {self.model!r} takes no style_wav")
-        if os.path.isfile(style_wav) and style_wav.endswith(".wav"):
-            return style_wav
+        if reference is not None:
+            return reference
         try:
             tokens = json.loads(style_wav)
         except ValueError:
-            raise InputRejected(
-                "invalid_style", "style_wav must be a .wav path on the server or a JSON object"
-            ) from None
+            raise InputRejected("invalid_style", STYLE_RULE) from None
         if not isinstance(tokens, dict):
             raise InputRejected("invalid_style", "style_wav must be a JSON object of GST weights")
         return tokens
