@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -286,6 +287,8 @@ class SmtpSink:
     port: int = field(default_factory=free_port)
     messages: list[EmailMessage] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
+    #: With a context the server offers STARTTLS and refuses mail before it.
+    tls_context: ssl.SSLContext | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -323,6 +326,8 @@ class SmtpSink:
             # Alertmanager takes the first mechanism offered; its LOGIN expects the challenge
             # "Username:", aiosmtpd sends "User Name". PLAIN is what real smarthosts use anyway.
             auth_exclude_mechanism=["LOGIN"],
+            tls_context=self.tls_context,
+            require_starttls=self.tls_context is not None,
         )
         self._controller.start()
         return self

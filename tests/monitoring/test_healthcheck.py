@@ -4,6 +4,7 @@ one email when a check starts failing, none while it keeps failing, one when it 
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +179,51 @@ def test_variables_are_read_by_their_full_name_and_flags_win(
     assert settings.smtp_starttls is False
     assert settings.checked_disks == (Path("/a"),)
     assert settings.state_path == tmp_path / "healthcheck.state.json"
+
+
+@pytest.fixture(scope="module")
+def smarthost_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (what a homelab smarthost often has)."""
+    directory = tmp_path_factory.mktemp("smarthost-tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_smtp(smarthost_cert: tuple[Path, Path]) -> Iterator[SmtpSink]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*smarthost_cert)
+    sink = SmtpSink(tls_context=context).start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+def test_the_password_goes_only_to_a_server_whose_certificate_checks_out(
+    tmp_path: Path, tls_smtp: SmtpSink, smarthost_cert: tuple[Path, Path]
+) -> None:
+    """STARTTLS verifies the certificate: an unknown one stops the login (nothing sent); with
+    the smarthost's CA in EF_SMTP_CA_FILE the email goes out."""
+    url = f"http://127.0.0.1:{free_port()}"
+    refused = _run(tmp_path, url, tls_smtp.port, "--smtp-starttls", "true")
+    assert refused.returncode == 3
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    assert tls_smtp.logins == [] and tls_smtp.snapshot() == []
+
+    cert, _ = smarthost_cert
+    sent = _run(
+        tmp_path, url, tls_smtp.port, "--smtp-starttls", "true", "--smtp-ca-file", str(cert)
+    )
+    assert sent.returncode == 1, sent.stderr
+    assert tls_smtp.logins == ["alerts@echoforge.test"]
+    assert len(tls_smtp.snapshot()) == 1

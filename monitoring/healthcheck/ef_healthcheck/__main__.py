@@ -35,6 +35,7 @@ _FLAGS = {
     "--smtp-password-file": "EF_SMTP_PASSWORD_FILE",
     "--smtp-starttls": "EF_SMTP_STARTTLS",
     "--smtp-ssl": "EF_SMTP_SSL",
+    "--smtp-ca-file": "EF_SMTP_CA_FILE",
     "--from": "EF_ALERT_EMAIL_FROM",
     "--to": "EF_ALERT_EMAIL_TO",
 }

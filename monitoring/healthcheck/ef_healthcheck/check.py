@@ -16,6 +16,7 @@ import logging
 import os
 import smtplib
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -166,11 +167,23 @@ def compose(
 
 
 def send(message: EmailMessage, settings: HealthcheckSettings) -> None:
-    """Deliver through the smarthost; raises OSError/SMTPException on failure."""
-    smtp_class = smtplib.SMTP_SSL if settings.smtp_ssl else smtplib.SMTP
-    with smtp_class(settings.smtp_host, settings.smtp_port, timeout=settings.timeout_s) as smtp:
+    """Deliver through the smarthost; raises OSError/SMTPException on failure.
+
+    TLS (implicit or STARTTLS) checks the server's certificate and name against the system's
+    CA certificates or EF_SMTP_CA_FILE, so the password is only ever sent to the real server.
+    """
+    context = ssl.create_default_context(
+        cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None
+    )
+    host, port, timeout = settings.smtp_host, settings.smtp_port, settings.timeout_s
+    smtp = (
+        smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+        if settings.smtp_ssl
+        else smtplib.SMTP(host, port, timeout=timeout)
+    )
+    with smtp:
         if settings.smtp_starttls and not settings.smtp_ssl:
-            smtp.starttls()
+            smtp.starttls(context=context)
         if settings.smtp_username:
             smtp.login(settings.smtp_username, _password(settings))
         smtp.send_message(message)

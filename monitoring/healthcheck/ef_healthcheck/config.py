@@ -47,6 +47,9 @@ class HealthcheckSettings(BaseSettings):
     smtp_password_file: Path | None = Field(default=None, validation_alias="EF_SMTP_PASSWORD_FILE")
     smtp_starttls: bool = Field(default=True, validation_alias="EF_SMTP_STARTTLS")
     smtp_ssl: bool = Field(default=False, validation_alias="EF_SMTP_SSL")
+    #: CA certificates the smarthost's certificate is checked against (default: the system's);
+    #: it is always checked, since the password follows.
+    smtp_ca_file: Path | None = Field(default=None, validation_alias="EF_SMTP_CA_FILE")
     mail_from: str = Field(default="", validation_alias="EF_ALERT_EMAIL_FROM")
     #: Comma-separated in the variable and the flag.
     mail_to: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -60,7 +63,7 @@ class HealthcheckSettings(BaseSettings):
             return tuple(a.strip() for a in value.split(",") if a.strip())
         return value
 
-    @field_validator("smtp_password_file", "state_file", mode="before")
+    @field_validator("smtp_password_file", "state_file", "smtp_ca_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
