@@ -8,6 +8,7 @@ so that readers never block the writer and several processes can share one file.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,20 +100,44 @@ def _after_execute(
         )
 
 
+def _private_dir(path: Path) -> None:
+    """``path`` exists and only its owner may enter it (0700): job texts live below it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.chmod(0o700)
+    except PermissionError:  # not ours (a mount point): say so, but keep running
+        log.warning("cannot make %s private (0700): not its owner", path)
+
+
+def _private_file(path: Path) -> None:
+    """The SQLite file exists with mode 0600 before SQLite opens it (its -wal and -shm files
+    take the same mode)."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    try:
+        path.chmod(0o600)
+    except PermissionError:
+        log.warning("cannot make %s private (0600): not its owner", path)
+
+
 def make_engine(settings: Settings | str, *, application_name: str = SERVICE_APP_NAME) -> Engine:
     """An engine for ``settings.db_url`` (or a URL); queries feed ef_db_query_duration_seconds.
 
     On PostgreSQL the sessions carry ``application_name``, so that ``ef restore`` can see
     whether a backend is still connected (``pg_stat_activity``).
+
+    The data directory (0700) and a SQLite file (0600) are created private.
     """
     url = settings if isinstance(settings, str) else settings.db_url
+    if not isinstance(settings, str):
+        _private_dir(settings.data_dir)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if make_url(url).get_backend_name() == "postgresql":
         kwargs["connect_args"] = {"application_name": application_name}
     if is_sqlite(url):
         path = sqlite_file(url)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _private_file(path)
         # Sessions move between the event loop and worker threads (asyncio.to_thread).
         kwargs["connect_args"] = {
             "check_same_thread": False,
@@ -152,7 +177,7 @@ def migrate(settings: Settings | str, revision: str = "head") -> None:
     previous release runs on the current schema.
     """
     url = settings if isinstance(settings, str) else settings.db_url
-    engine = make_engine(url)
+    engine = make_engine(settings)
     try:
         with engine.begin() as connection:
             config = alembic_config(url)

@@ -104,6 +104,13 @@ class SynthesisFailed(EchoForgeError):
     code = "synthesis_failed"
 
 
+class StorageError(EchoForgeError):
+    """The data directory refused a write or delete (full, read-only): not the engine's fault."""
+
+    status_code = 507
+    code = "storage_error"
+
+
 class SyncTimeout(EchoForgeError):
     """The job is still running; the client can poll it."""
 

@@ -6,6 +6,10 @@ Decision: with ``EF_WORKERS > 1`` every worker writes its samples to memory-mapp
 directory (``$PROMETHEUS_MULTIPROC_DIR`` or ``<EF_DATA_DIR>/prometheus-multiproc``), empties it
 and exports the variable, which prometheus-client reads at import time in each worker.
 
+Emptying is only done to a directory that is ours: one we created (or found empty) and marked
+with `MARKER`. A directory with other files and no marker is refused, not emptied: pointing the
+variable at the data directory must not delete the database.
+
 A worker that finds ``EF_WORKERS > 1`` without multiprocess mode refuses to start
 (:func:`check`), because each scrape would then see one random worker's counters.
 
@@ -18,7 +22,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from prometheus_client import (
@@ -32,11 +35,13 @@ from prometheus_client import (
 
 from ef_backend.core.config import Settings
 
-__all__ = ["ENV", "MultiprocessConfigError", "check", "enabled", "prepare", "registry"]
+__all__ = ["ENV", "MARKER", "MultiprocessConfigError", "check", "enabled", "prepare", "registry"]
 
 log = logging.getLogger(__name__)
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: The file that marks a metrics directory as made by this service (safe to empty).
+MARKER = ".ef-prometheus-multiproc"
 
 
 class MultiprocessConfigError(RuntimeError):
@@ -53,12 +58,26 @@ def prepare(settings: Settings) -> Path | None:
     if settings.workers <= 1 and ENV not in os.environ:
         return None
     path = Path(os.environ.get(ENV) or settings.data_dir / "prometheus-multiproc").resolve()
-    if path.exists():
-        shutil.rmtree(path)  # stale files of dead workers would be summed in
-    path.mkdir(parents=True)
+    _claim(path)
+    for stale in path.glob("*.db"):
+        stale.unlink()  # samples of dead workers would be summed in
     os.environ[ENV] = str(path)
     log.info("prometheus multiprocess mode", extra={"dir": str(path), "workers": settings.workers})
     return path
+
+
+def _claim(path: Path) -> None:
+    """Make ``path`` ours (created, or found empty) or refuse a foreign non-empty directory."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    marker = path / MARKER
+    if marker.exists():
+        return
+    if any(path.iterdir()):
+        raise MultiprocessConfigError(
+            f"{ENV}={str(path)!r} holds files and was not made by EchoForge (no {MARKER}): "
+            "it will not be emptied. Point it at an empty directory of its own."
+        )
+    marker.touch()
 
 
 def check(settings: Settings) -> None:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from ef_backend.core.db import SessionFactory
+from ef_backend.core.errors import StorageError
 from ef_backend.models import AudioFormat, CacheEntry, utcnow
 from ef_backend.observability import metrics
 
@@ -123,7 +124,8 @@ class AudioCache:
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Group-readable (0750 like the files' 0640): ef_proxy sends cached files itself.
+        self.root.mkdir(mode=0o750, parents=True, exist_ok=True)
 
     def start(self, interval_s: float = FLUSH_INTERVAL_S) -> None:
         """Write the gathered recency and hit counts every ``interval_s`` in a thread."""
@@ -325,9 +327,15 @@ class AudioCache:
                 for entry in victims:
                     if total <= self.low_water_bytes:
                         break
-                    if self._remove(entry):
-                        removed += 1
+                    try:
+                        removed += self._remove(entry)
+                    except OSError as exc:
+                        log.error("cache eviction failed", extra={"error": str(exc)})
+                        victims = []
+                        break
                     total -= entry.size_bytes
+                if not victims:
+                    break
         if removed:
             self._evictions += removed
             metrics.audio_cache_evictions_total.inc(removed)
@@ -342,23 +350,40 @@ class AudioCache:
             return list(session.exec(query).all())
 
     def _remove(self, entry: CacheEntry) -> bool:
-        """Delete one entry and its file; False if another process got there first."""
+        """Delete one entry's file, then its row; False if another process got there first.
+
+        The file goes first: if it cannot be deleted (a read-only cache) the row stays, so the
+        file is still counted against the cap and nothing is left behind uncounted.
+        """
         self._index.pop(entry.key, None)
+        with contextlib.suppress(FileNotFoundError):
+            self.path_for(entry.key, entry.format).unlink()
         with self._sessions() as session:
             result = session.execute(delete(CacheEntry).where(col(CacheEntry.key) == entry.key))
             session.commit()
-        with contextlib.suppress(FileNotFoundError):
-            self.path_for(entry.key, entry.format).unlink()
         return bool(getattr(result, "rowcount", 0))
 
     def purge(self) -> int:
-        """Remove every entry and file; returns the number of entries removed."""
+        """Remove every entry and file; returns the number of entries removed.
+
+        Raises `StorageError` when a file cannot be deleted; entries already removed stay
+        removed, the others keep their rows.
+        """
         removed = 0
         while True:
             batch = self._oldest(exclude=None)
             if not batch:
                 break
-            removed += sum(1 for entry in batch if self._remove(entry))
+            for entry in batch:
+                try:
+                    removed += self._remove(entry)
+                except OSError as exc:
+                    log.error("cache purge stopped", extra={"removed": removed, "error": str(exc)})
+                    raise StorageError(
+                        f"Cannot delete cached audio ({exc.strerror or exc}); {removed} entries "
+                        "were removed, the rest are kept. Is the audio cache read-only?",
+                        removed=removed,
+                    ) from exc
         log.info("cache purged", extra={"removed": removed})
         return removed
 
@@ -390,6 +415,36 @@ class AudioCache:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
                     removed += 1
+        return removed
+
+    def sweep_orphans(self, *, older_than_s: float = 600.0) -> int:
+        """Delete audio files that have no database row (left by an older version's deletion
+        order or a crash between write and insert); returns how many. Files younger than
+        ``older_than_s`` are left alone: another process may be about to insert their row."""
+        cutoff = time.time() - older_than_s
+        files: dict[str, Path] = {}
+        for path in self.root.glob("*/*/*"):
+            key = path.name.partition(".")[0]
+            if _KEY.match(key):
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime < cutoff:
+                        files[key] = path
+        keys = list(files)
+        known: set[str] = set()
+        with self._sessions() as session:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                known.update(
+                    session.exec(select(CacheEntry.key).where(col(CacheEntry.key).in_(chunk)))
+                )
+        removed = 0
+        for key in keys:
+            if key not in known:
+                with contextlib.suppress(FileNotFoundError):
+                    files[key].unlink()
+                    removed += 1
+        if removed:
+            log.warning("removed cache files without an entry", extra={"removed": removed})
         return removed
 
     def writable(self) -> tuple[bool, str | None]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ef_backend.core.config import Settings
+from ef_backend.observability import multiprocess
 
 from tests.backend.observability.support import exposed_families, section_families, value
 from tests.utils.procs import (
@@ -87,3 +89,35 @@ def test_several_workers_without_multiprocess_mode_refuse_to_start(tmp_path: Pat
         proc.stderr
     )
     assert "ef serve" in proc.stderr
+
+
+def test_a_foreign_directory_is_refused_and_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROMETHEUS_MULTIPROC_DIR pointed at the data directory: the database survives."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "db.sqlite").write_bytes(b"SQLite format 3\0")
+    monkeypatch.setenv(multiprocess.ENV, str(data))
+    with pytest.raises(multiprocess.MultiprocessConfigError, match="was not made by EchoForge"):
+        multiprocess.prepare(Settings(workers=2, data_dir=data))
+    assert (data / "db.sqlite").read_bytes() == b"SQLite format 3\0"
+
+
+def test_our_directory_is_emptied_of_stale_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(multiprocess.ENV, raising=False)
+    settings = Settings(workers=2, data_dir=tmp_path)
+    first = multiprocess.prepare(settings)
+    assert first is not None and (first / multiprocess.MARKER).exists()
+    (first / "counter_123.db").write_bytes(b"stale")
+    monkeypatch.setenv(multiprocess.ENV, str(first))
+    assert multiprocess.prepare(settings) == first
+    assert sorted(p.name for p in first.iterdir()) == [multiprocess.MARKER]
+    # An empty directory of the operator's is taken over (and marked).
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv(multiprocess.ENV, str(empty))
+    assert multiprocess.prepare(settings) == empty
+    assert (empty / multiprocess.MARKER).exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from ef_backend.core.db import SessionFactory
+from ef_backend.core.errors import StorageError
 from ef_backend.models import AudioFormat, CacheEntry
 from ef_backend.services.cache import AudioCache, cache_key, relative_path
 from prometheus_client import REGISTRY
@@ -189,11 +190,12 @@ def test_stale_temporary_files_are_swept(cache: AudioCache) -> None:
 
 def test_writable(cache: AudioCache) -> None:
     assert cache.writable() == (True, None)
+    before = cache.root.stat().st_mtime_ns
+    cache.writable()
+    assert cache.root.stat().st_mtime_ns == before  # a probe creates no file
     cache.root.rmdir()
     cache.root.write_bytes(b"a file where the cache directory should be")
-    ok, error = cache.writable()
-    assert not ok
-    assert error is not None and "Error" in error
+    assert cache.writable() == (False, "the audio cache is not a directory")
 
 
 def test_a_known_hit_reads_and_writes_no_database_until_the_flush(
@@ -270,3 +272,44 @@ def _hits_in_db(sessions: SessionFactory, k: str) -> int:
     with sessions() as session:
         entry = session.get(CacheEntry, k)
         return -1 if entry is None else entry.hits
+
+
+def test_purge_deletes_the_file_before_the_row(cache: AudioCache) -> None:
+    """A file that cannot be deleted keeps its row (still counted against the cap); the purge
+    says so with a storage error. (The shard directory replaced by a file stands in for a
+    read-only cache: root ignores permission bits.)"""
+    for n in range(4):
+        cache.put(key(n), AudioFormat.wav, b"x" * 100, duration_s=0.1)
+    stuck = cache.path_for(key(3), AudioFormat.wav)
+    aside = stuck.parent.with_name(stuck.parent.name + ".aside")
+    stuck.parent.rename(aside)
+    stuck.parent.write_text("not a directory")
+    try:
+        with pytest.raises(StorageError, match="Cannot delete cached audio") as refused:
+            cache.purge()
+        assert refused.value.status_code == 507
+        assert cache.stats()["entries"] >= 1
+        assert cache.entry(key(3)) is None  # its file is unreachable, but the row is kept
+        assert cache.total_bytes() >= 100
+    finally:
+        stuck.parent.unlink()
+        aside.rename(stuck.parent)
+    assert cache.purge() >= 1
+    assert cache.stats()["entries"] == 0
+    assert not list(cache.root.glob("*/*/*.wav"))
+
+
+def test_orphan_files_are_swept(cache: AudioCache, sessions: SessionFactory) -> None:
+    cache.put(key(1), AudioFormat.wav, b"kept", duration_s=0.1)
+    orphan = cache.path_for(key(2), AudioFormat.wav)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left behind")
+    young = cache.path_for(key(3), AudioFormat.wav)
+    young.parent.mkdir(parents=True, exist_ok=True)
+    young.write_bytes(b"another process is about to insert its row")
+    old = time.time() - 3600
+    for path in (orphan, cache.path_for(key(1), AudioFormat.wav)):
+        os.utime(path, (old, old))
+    assert cache.sweep_orphans(older_than_s=600) == 1
+    assert not orphan.exists()
+    assert young.exists() and cache.get(key(1)) is not None

@@ -198,3 +198,23 @@ def test_postgresql_schema_matches_the_models_and_migrates_both_ways(
             assert conn.exec_driver_sql("SELECT count(*) FROM job").scalar() == 0
     finally:
         engine.dispose()
+
+
+def test_data_directory_and_database_are_private(tmp_path: Path) -> None:
+    """Job texts live in the database: 0700 directory, 0600 files, an old 0755/0644 install
+    tightened on start."""
+    fresh = Settings(data_dir=tmp_path / "fresh")
+    old = Settings(data_dir=tmp_path / "old")
+    old.data_dir.mkdir(mode=0o755)
+    (old.data_dir / "db.sqlite").touch(mode=0o644)
+    (old.data_dir / "db.sqlite").chmod(0o644)
+    for settings in (fresh, old):
+        db.migrate(settings)
+        engine = db.make_engine(settings)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM job")
+        assert settings.data_dir.stat().st_mode & 0o777 == 0o700
+        for path in db.db_file_paths(settings):
+            if path.exists():
+                assert path.stat().st_mode & 0o777 == 0o600, path
+        engine.dispose()
