@@ -62,9 +62,12 @@ class Job(JobBase, table=True):
 
     __table_args__ = (
         Index("ix_job_status_created", "status", "created_at"),
-        # At most one active job per request key: identical concurrent requests share one synthesis.
+        Index("ix_job_client_created", "client", "created_at"),
+        # At most one active job per client and request key: identical concurrent requests of
+        # one API key share one synthesis; another key never joins a job it could not read.
         Index(
-            "ux_job_active_cache_key",
+            "ux_job_active_client_cache_key",
+            "client",
             "cache_key",
             unique=True,
             sqlite_where=text("status IN ('queued', 'running')"),

@@ -7,9 +7,10 @@ two in step.
 from __future__ import annotations
 
 import ipaddress
+import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from ef_common.version import version
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -82,6 +83,13 @@ class Settings(BaseSettings):
     backup_keep: int = Field(default=7, ge=1, description="backups `ef backup` keeps")
     #: Past the cap, eviction goes down to this share of it (a full cache is normal, not churn).
     cache_low_water_ratio: float = Field(default=0.9, gt=0, le=1)
+    cache_scope: Literal["key", "shared"] = Field(
+        default="key",
+        description="key: each API key has its own cache entries; shared: one cache for all",
+    )
+    job_retention_days: float = Field(
+        default=7.0, gt=0, description="finished jobs (and their text) are deleted after this"
+    )
     min_free_bytes: int = Field(
         default=100 * 1024**2, ge=0, description="readiness fails below this much free space"
     )
@@ -96,6 +104,9 @@ class Settings(BaseSettings):
 
     # Queue
     queue_max: int = Field(default=100, ge=1)
+    queue_key_share: float = Field(
+        default=0.5, gt=0, le=1, description="the part of EF_QUEUE_MAX one API key may fill"
+    )
     sync_timeout_s: float = Field(default=60.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     job_lease_s: float = Field(default=30.0, gt=0)
@@ -288,6 +299,18 @@ class Settings(BaseSettings):
     def wyoming_allowed(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The networks whose clients the Wyoming listener serves."""
         return self.wyoming_cidrs or self.admin_cidrs
+
+    @property
+    def cache_per_key(self) -> bool:
+        """Each API key has cache entries of its own (EF_CACHE_SCOPE=key with keys set)."""
+        return self.cache_scope == "key" and bool(self.api_keys)
+
+    @property
+    def queue_max_per_key(self) -> int | None:
+        """How many queued jobs one API key may hold; None with keys off (one client)."""
+        if not self.api_keys:
+            return None
+        return max(1, math.ceil(self.queue_key_share * self.queue_max))
 
     @property
     def cache_dir(self) -> Path:

@@ -104,6 +104,13 @@ class SynthesisFailed(EchoForgeError):
     code = "synthesis_failed"
 
 
+class ClientGone(EchoForgeError):
+    """The client disconnected while it waited (nginx's 499: nobody reads the answer)."""
+
+    status_code = 499
+    code = "client_closed_request"
+
+
 class StorageError(EchoForgeError):
     """The data directory refused a write or delete (full, read-only): not the engine's fault."""
 

@@ -59,13 +59,23 @@ FLUSH_INTERVAL_S = 5.0
 
 
 def cache_key(
-    engine: str, model: str, voice: str, speed: float, format: AudioFormat | str, text: str
+    engine: str,
+    model: str,
+    voice: str,
+    speed: float,
+    format: AudioFormat | str,
+    text: str,
+    *,
+    scope: str = "",
 ) -> str:
-    """sha256 hex of everything that changes the audio; ``text`` must be normalised already."""
+    """sha256 hex of everything that changes the audio; ``text`` must be normalised already.
+
+    ``scope`` (an API key's name under EF_CACHE_SCOPE=key) keeps one key's entries apart from
+    another's; empty, the key is the shared one (and the same as before scopes existed).
+    """
     fmt = format.value if isinstance(format, AudioFormat) else format
-    payload = json.dumps(
-        [engine, model, voice, f"{speed:.3f}", fmt, text], ensure_ascii=False, separators=(",", ":")
-    )
+    fields = [engine, model, voice, f"{speed:.3f}", fmt, text, *([scope] if scope else [])]
+    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -26,20 +26,28 @@ class JobService:
         self._cache = cache
         self._events = events
 
-    def get(self, job_id: str) -> Job:
-        return self._queue.get(job_id)
+    # ``owner``: the caller's API key name; another key's job is "not found". None (keys off,
+    # or the admin API) sees every job.
+
+    def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        return self._queue.get(job_id, owner=owner)
 
     def list(
-        self, *, limit: int, offset: int, status: JobStatus | None = None
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: JobStatus | None = None,
+        owner: str | None = None,
     ) -> tuple[list[Job], int]:
-        return self._queue.list(limit=limit, offset=offset, status=status)
+        return self._queue.list(limit=limit, offset=offset, status=status, owner=owner)
 
     def queue_position(self, job: Job) -> int:
         """1 for the next queued job a worker claims."""
         return self._queue.position(job)
 
-    def cancel(self, job_id: str) -> Job:
-        job = self._queue.cancel(job_id)
+    def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
+        job = self._queue.cancel(job_id, owner=owner)
         metrics.tts_jobs_total.labels("cancelled").inc()
         self._events.changed(job_id)
         log.info("job cancelled", extra={"job_id": job_id})
@@ -51,9 +59,9 @@ class JobService:
         log.info("job queued again", extra={"job_id": job_id})
         return job
 
-    def audio(self, job_id: str) -> SpeechAudio:
+    def audio(self, job_id: str, *, owner: str | None = None) -> SpeechAudio:
         """The audio of a succeeded job (JobConflict before that, or once evicted)."""
-        job = self._queue.get(job_id)
+        job = self._queue.get(job_id, owner=owner)
         if job.status is not JobStatus.succeeded:
             raise JobConflict(
                 f"Job {job_id} is {job.status.value}; its audio exists once it has succeeded.",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, case, func, or_, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 __all__ = ["JobQueue", "NewJob"]
 
 _ENQUEUE_ATTEMPTS = 5
+_FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,23 @@ class JobQueue:
         max_queued: int,
         lease_s: float,
         concurrency: int = 1,
+        max_queued_per_client: int | None = None,
     ) -> None:
         self._sessions = sessions
         self.max_queued = max_queued
+        #: One API key's share of the backlog (None: no per-key bound, as with keys off).
+        self.max_queued_per_client = max_queued_per_client
         self.lease_s = lease_s
         self.concurrency = concurrency
 
     # -- enqueue -----------------------------------------------------------------------------
 
-    def _active(self, session: Session, cache_key: str) -> Job | None:
+    def _active(self, session: Session, cache_key: str, client: str) -> Job | None:
         return session.exec(
             select(Job).where(
-                col(Job.cache_key) == cache_key, col(Job.status).in_(list(ACTIVE_STATUSES))
+                col(Job.cache_key) == cache_key,
+                col(Job.client) == client,
+                col(Job.status).in_(list(ACTIVE_STATUSES)),
             )
         ).first()
 
@@ -88,7 +94,7 @@ class JobQueue:
         """Queue ``new``, or join the active job with the same key; (job, created)."""
         for _ in range(_ENQUEUE_ATTEMPTS):
             with self._sessions() as session:
-                existing = self._active(session, new.cache_key)
+                existing = self._active(session, new.cache_key, new.client)
                 if existing is not None:
                     return existing, False
                 queued = self.count(JobStatus.queued, session=session)
@@ -99,6 +105,7 @@ class JobQueue:
                         f"EF_QUEUE_MAX={self.max_queued}); try again later.",
                         retry_after=self.retry_after(queued),
                     )
+                self._check_share(session, new.client)
                 job = Job(
                     text=new.text,
                     voice=new.voice,
@@ -286,15 +293,37 @@ class JobQueue:
 
     # -- client side -------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> Job:
+    def _check_share(self, session: Session, client: str) -> None:
+        """One API key may not fill the queue for everyone (EF_QUEUE_KEY_SHARE)."""
+        bound = self.max_queued_per_client
+        if bound is None:
+            return
+        mine = int(
+            session.exec(
+                select(func.count())
+                .select_from(Job)
+                .where(col(Job.status) == JobStatus.queued, col(Job.client) == client)
+            ).one()
+        )
+        if mine >= bound:
+            raise QueueFull(
+                f"API key {client!r} already has {mine} jobs waiting, its share of the queue "
+                f"(EF_QUEUE_KEY_SHARE of EF_QUEUE_MAX={self.max_queued}: {bound}); "
+                "try again when some have run.",
+                retry_after=self.retry_after(mine),
+            )
+
+    def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        """The job; with ``owner`` (an API key name) another key's job is not found either."""
         with self._sessions() as session:
             job = session.get(Job, job_id)
-            if job is None:
+            if job is None or (owner is not None and job.client != owner):
                 raise JobNotFound(f"Job {job_id} not found.", job_id=job_id)
             return job
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id: str, *, owner: str | None = None) -> Job:
         """Cancel a queued job; a running or finished one cannot be."""
+        self.get(job_id, owner=owner)
         with self._sessions() as session:
             result = session.execute(
                 update(Job)
@@ -360,20 +389,44 @@ class JobQueue:
         return self.get(job_id)
 
     def list(
-        self, *, limit: int, offset: int, status: JobStatus | None = None
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: JobStatus | None = None,
+        owner: str | None = None,
     ) -> tuple[list[Job], int]:
-        """A page of jobs, newest first, and the total count."""
+        """A page of jobs, newest first, and the total count (only ``owner``'s, if given)."""
         with self._sessions() as session:
             query = select(Job)
             counter = select(func.count()).select_from(Job)
             if status is not None:
                 query = query.where(col(Job.status) == status)
                 counter = counter.where(col(Job.status) == status)
+            if owner is not None:
+                query = query.where(col(Job.client) == owner)
+                counter = counter.where(col(Job.client) == owner)
             jobs = session.exec(
                 query.order_by(col(Job.created_at).desc(), col(Job.id)).offset(offset).limit(limit)
             ).all()
             total = session.exec(counter).one()
             return list(jobs), int(total)
+
+    def delete_finished(self, older_than: datetime) -> int:
+        """Delete succeeded, failed and cancelled jobs (their text with them) that ended before
+        ``older_than``; their audio stays in the cache under its own LRU rule."""
+        with self._sessions() as session:
+            result = session.execute(
+                delete(Job).where(
+                    col(Job.status).in_(list(_FINISHED)),
+                    func.coalesce(col(Job.finished_at), col(Job.created_at)) < older_than,
+                )
+            )
+            session.commit()
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            log.info("deleted finished jobs past their retention", extra={"jobs": count})
+        return count
 
     def count(self, status: JobStatus, *, session: Session | None = None) -> int:
         query = select(func.count()).select_from(Job).where(col(Job.status) == status)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from ef_backend.core import db
 from ef_backend.core.config import Settings
+from ef_backend.models import utcnow
 from ef_backend.services.admin import AdminService
 from ef_backend.services.cache import AudioCache
 from ef_backend.services.engine import EngineClient
@@ -59,6 +61,7 @@ class Runtime:
             max_queued=settings.queue_max,
             lease_s=settings.job_lease_s,
             concurrency=settings.tts_concurrency,
+            max_queued_per_client=settings.queue_max_per_key,
         )
         self.events = JobEvents()
         self.workers = WorkerPool(
@@ -71,6 +74,7 @@ class Runtime:
                 max_attempts=settings.job_max_attempts,
                 retry_backoff_s=settings.job_retry_backoff_s,
                 lease_s=settings.job_lease_s,
+                cache_per_key=settings.cache_per_key,
             ),
         )
         self.engine = EngineState(self.client, settings)
@@ -100,11 +104,13 @@ class Runtime:
         requeued = await asyncio.to_thread(self.queue.requeue_expired)
         requeued += await asyncio.to_thread(self.queue.requeue_orphans, self.workers.is_dead)
         await asyncio.to_thread(self.cache.sweep_temp_files)
+        await asyncio.to_thread(self.cache.sweep_orphans)
         self.cache.start()
         self.workers.start()
         self._tasks = [
             asyncio.create_task(self._requeue_loop(), name="ef-requeue"),
             asyncio.create_task(self._probe_loop(), name="ef-engine-probe"),
+            asyncio.create_task(self._retention_loop(), name="ef-job-retention"),
         ]
         log.info(
             "runtime started",
@@ -131,6 +137,17 @@ class Runtime:
                     self.events.work_queued()
             except Exception:
                 log.exception("requeueing expired jobs failed")
+
+    async def _retention_loop(self) -> None:
+        """Delete finished jobs (and so their text) after EF_JOB_RETENTION_DAYS."""
+        retention = timedelta(days=self.settings.job_retention_days)
+        interval = min(max(retention.total_seconds() / 4, 1.0), 3600.0)
+        while True:
+            try:
+                await asyncio.to_thread(self.queue.delete_finished, utcnow() - retention)
+            except Exception:
+                log.exception("deleting old jobs failed")
+            await asyncio.sleep(interval)
 
     async def _probe_loop(self) -> None:
         while True:

@@ -28,7 +28,7 @@ from ef_backend.services.engine import EngineInfo, EngineVoice
 from ef_backend.services.engine_state import EngineState
 from ef_backend.services.events import JobEvents
 from ef_backend.services.job_wait import JobWaiter, job_error
-from ef_backend.services.plan import SpeechPlan, plan
+from ef_backend.services.plan import SpeechPlan, cache_scope, plan
 from ef_backend.services.queue import JobQueue, NewJob
 from ef_backend.services.text import normalize
 
@@ -130,8 +130,10 @@ class SpeechService:
         self._waiter = waiter
 
     async def _prepare(self, request: SpeechRequest) -> _Prepared:
-        check_limits(request.text, request.speed, self.settings, text_field=request.text_field)
+        # The limit applies to the normalised text: normalising can lengthen it (U+FB2C is
+        # three characters once decomposed), and that is what the engine gets.
         text = normalize(request.text)
+        check_limits(text, request.speed, self.settings, text_field=request.text_field)
         if not text:
             raise InvalidInput(
                 "text: nothing to say once whitespace and control characters are removed.",
@@ -146,6 +148,7 @@ class SpeechService:
             speed=request.speed,
             format=request.format,
             text=text,
+            scope=cache_scope(request.client, per_key=self.settings.cache_per_key),
         )
         if not speech.sentences:
             raise InvalidInput(

@@ -31,7 +31,7 @@ from ef_backend.services import audio
 from ef_backend.services.cache import AudioCache
 from ef_backend.services.engine import EngineClient
 from ef_backend.services.events import JobEvents
-from ef_backend.services.plan import plan
+from ef_backend.services.plan import cache_scope, plan
 from ef_backend.services.queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class WorkerSettings:
     max_attempts: int
     retry_backoff_s: float
     lease_s: float
+    #: Cache entries per API key (EF_CACHE_SCOPE=key with keys configured).
+    cache_per_key: bool = False
 
 
 async def _traced(name: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -332,6 +334,7 @@ class WorkerPool:
             speed=job.speed,
             format=job.format,
             text=job.text,
+            scope=cache_scope(job.client, per_key=self.settings.cache_per_key),
         )
         if not speech.sentences:
             raise _JobFailed("rejected", "There is nothing to say: the text has no words.")

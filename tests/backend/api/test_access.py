@@ -50,7 +50,7 @@ def test_keys_guard_speech_jobs_and_openai(keyed: Server) -> None:
 
         ok = client.post("/api/v1/speech", json=body, headers=_bearer(HA_KEY))
         assert ok.status_code == 200, ok.text
-        job = client.get(f"/api/v1/jobs/{ok.headers['x-ef-job-id']}", headers=_bearer(WEBUI_KEY))
+        job = client.get(f"/api/v1/jobs/{ok.headers['x-ef-job-id']}", headers=_bearer(HA_KEY))
         assert job.status_code == 200
 
 

@@ -137,6 +137,9 @@ BAD_INPUTS = [
     ({"text": "..."}, 422, "no letters or digits"),
     ({"text": "\U0001f642\U0001f642"}, 422, "no letters or digits"),
     ({"text": "x" * 5001}, 422, "5000"),
+    # 5,000 characters that normalise to 15,000 (U+FB2C decomposes into three): the limit
+    # holds for what the engine would get.
+    ({"text": "\ufb2c" * 5000}, 422, "15000 characters is more than the limit of 5000"),
     ({"text": "Hello.", "speed": 0}, 422, "speed"),
     ({"text": "Hello.", "speed": 4.5}, 422, "speed"),
     ({"text": "Hello.", "speed": "fast"}, 422, "speed"),

@@ -48,8 +48,8 @@ def test_upgrade_head_matches_the_models(settings: Settings, migrated: Engine) -
     finally:
         reference.dispose()
     names = [name for name, _ in schema(migrated)["indexes"]]
-    assert "ux_job_active_cache_key" in names
-    partial = dict(schema(migrated)["indexes"])["ux_job_active_cache_key"]
+    assert "ux_job_active_client_cache_key" in names
+    partial = dict(schema(migrated)["indexes"])["ux_job_active_client_cache_key"]
     assert "UNIQUE" in str(partial) and "WHERE status IN ('queued', 'running')" in str(partial)
 
 
@@ -59,7 +59,7 @@ def test_migrate_is_idempotent_and_records_the_revision(settings: Settings) -> N
     engine = db.make_engine(settings)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     finally:
         engine.dispose()
 
@@ -143,7 +143,7 @@ def test_the_alembic_cli_works_with_the_shipped_config(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert current.returncode == 0, current.stderr
-    assert "0001 (head)" in current.stdout
+    assert "0002 (head)" in current.stdout
 
 
 def test_migrations_downgrade_cleanly(settings: Settings, migrated: Engine) -> None:

@@ -1,5 +1,8 @@
 """``/api/v1/jobs``: queue synthesis, follow it, fetch the audio, cancel.
 
+With EF_API_KEYS set, a job belongs to the key that queued it: another key gets 404 for it and
+never sees it listed (the admin API sees every job). With keys off, every job is open.
+
 Handlers that only read or write the database are plain ``def``: FastAPI runs them in its
 thread pool, so a slow disk never stalls the event loop.
 """
@@ -82,11 +85,12 @@ async def create_job(
 )
 def list_jobs(
     jobs: JobsDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Offset = 0,
     status: JobStatus | None = None,
 ) -> JobsPublic:
-    found, count = jobs.list(limit=limit, offset=offset, status=status)
+    found, count = jobs.list(limit=limit, offset=offset, status=status, owner=caller.key_name)
     return JobsPublic(data=[job_public(j) for j in found], count=count, limit=limit, offset=offset)
 
 
@@ -96,8 +100,8 @@ def list_jobs(
     summary="Get a job",
     responses=errors(401, 404, 422, 429),
 )
-def get_job(job_id: JobId, jobs: JobsDep) -> JobPublic:
-    job = jobs.get(job_id)
+def get_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> JobPublic:
+    job = jobs.get(job_id, owner=caller.key_name)
     public = job_public(job)
     if job.status is JobStatus.queued:
         public.queue_position = jobs.queue_position(job)
@@ -115,8 +119,10 @@ def get_job(job_id: JobId, jobs: JobsDep) -> JobPublic:
         ),
     },
 )
-def get_job_audio(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> Response:
-    audio = jobs.audio(job_id)
+def get_job_audio(
+    job_id: JobId, jobs: JobsDep, settings: SettingsDep, caller: CallerDep
+) -> Response:
+    audio = jobs.audio(job_id, owner=caller.key_name)
     return audio_reply(audio, audio.file.format, accel_prefix=settings.accel_redirect_prefix)
 
 
@@ -127,5 +133,5 @@ def get_job_audio(job_id: JobId, jobs: JobsDep, settings: SettingsDep) -> Respon
     description="Only a queued job can be cancelled; a running or finished one answers 409.",
     responses=errors(401, 404, 409, 422, 429),
 )
-def cancel_job(job_id: JobId, jobs: JobsDep) -> JobPublic:
-    return job_public(jobs.cancel(job_id))
+def cancel_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> JobPublic:
+    return job_public(jobs.cancel(job_id, owner=caller.key_name))

@@ -8,10 +8,11 @@ the engine's default voice). Audio is one complete file unless the client asks f
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from ef_backend.api.audio_replies import audio_reply, sse_reply, stream_reply
 from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.disconnect import unless_disconnected
 from ef_backend.api.openapi_responses import audio_response, errors
 from ef_backend.api.schemas import (
     STREAM_FORMATS,
@@ -46,7 +47,11 @@ _CREATED = 1704067200
     },
 )
 async def create_speech(
-    body: OpenAISpeechBody, speech: SpeechDep, caller: CallerDep, settings: SettingsDep
+    body: OpenAISpeechBody,
+    speech: SpeechDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    http: Request,
 ) -> Response:
     request = SpeechRequest(
         text=body.input,
@@ -57,13 +62,19 @@ async def create_speech(
         text_field="input",
     )
     streamable = body.response_format in STREAM_FORMATS
+    chars = len(body.input)
     if body.stream_format == "sse":
         if streamable:
-            return sse_reply(await speech.stream(request), input_chars=len(body.input))
-        return sse_reply(await speech.synthesize(request), input_chars=len(body.input))
+            return sse_reply(
+                await unless_disconnected(http, speech.stream(request)), input_chars=chars
+            )
+        return sse_reply(
+            await unless_disconnected(http, speech.synthesize(request)), input_chars=chars
+        )
     if body.stream_format == "audio" and streamable:
-        return stream_reply(await speech.stream(request), body.response_format)
-    audio = await speech.synthesize(request)
+        stream = await unless_disconnected(http, speech.stream(request))
+        return stream_reply(stream, body.response_format)
+    audio = await unless_disconnected(http, speech.synthesize(request))
     return audio_reply(audio, body.response_format, accel_prefix=settings.accel_redirect_prefix)
 
 

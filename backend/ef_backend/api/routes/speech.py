@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from ef_backend.api.audio_replies import audio_reply, stream_reply
 from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.disconnect import unless_disconnected
 from ef_backend.api.openapi_responses import audio_response, errors
 from ef_backend.api.schemas import STREAM_FORMATS, SpeechStreamBody, job_links
 from ef_backend.core.errors import InvalidInput, SyncTimeout
@@ -32,7 +33,11 @@ router = APIRouter(
     },
 )
 async def speak(
-    body: SpeechStreamBody, speech: SpeechDep, caller: CallerDep, settings: SettingsDep
+    body: SpeechStreamBody,
+    speech: SpeechDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    http: Request,
 ) -> Response:
     request = SpeechRequest(
         text=body.text,
@@ -49,9 +54,9 @@ async def speak(
                 "or set stream to false.",
                 param="format",
             )
-        return stream_reply(await speech.stream(request), body.format)
+        return stream_reply(await unless_disconnected(http, speech.stream(request)), body.format)
     try:
-        audio = await speech.synthesize(request)
+        audio = await unless_disconnected(http, speech.synthesize(request))
     except SyncTimeout as exc:
         job_id = exc.extra.get("job_id")
         if isinstance(job_id, str):
