@@ -60,7 +60,8 @@ def test_service_is_hardened(name: str) -> None:
     assert service["networks"] == ["ef_net"]
     assert set(service["profiles"]) & {"monitoring", "traces"}
     for port in service.get("ports", []):
-        assert port.startswith("${EF_LAN_BIND:-127.0.0.1}:"), f"{name}: {port}"
+        # Their own bind setting: opening the proxy to the LAN does not open the monitoring.
+        assert port.startswith("${EF_MONITORING_BIND:-127.0.0.1}:"), f"{name}: {port}"
 
 
 def test_monitoring_profile_and_optional_traces() -> None:
@@ -82,7 +83,13 @@ def test_prometheus_flags_and_data() -> None:
     assert any(f.startswith("--storage.tsdb.retention.size=") for f in flags)
     assert "--enable-feature=expand-external-labels" in flags
     assert "--enable-feature=exemplar-storage" in flags
-    assert "--web.enable-lifecycle" in flags
+    # No lifecycle API (/-/quit, /-/reload); the UI and API ask for a login.
+    assert "--web.enable-lifecycle" not in flags
+    assert "--web.config.file=/run/secrets/monitoring_web_config" in flags
+    assert (
+        "--web.config.file=/run/secrets/monitoring_web_config"
+        in SERVICES["ef_alertmanager"]["command"]
+    )
     assert "ef_prometheus_data:/prometheus" in prometheus["volumes"]
     # The config path in the container mirrors the repository, so relative rule paths hold.
     assert "--config.file=/etc/ef/monitoring/prometheus/prometheus.yml" in flags
@@ -90,7 +97,11 @@ def test_prometheus_flags_and_data() -> None:
 
 
 def test_secrets_are_files_not_values() -> None:
-    assert SERVICES["ef_alertmanager"]["secrets"] == ["smtp_password"]
+    assert SERVICES["ef_alertmanager"]["secrets"] == [
+        "smtp_password",
+        "monitoring_web_config",
+        "monitoring_password",
+    ]
     grafana = SERVICES["ef_grafana"]
     assert (
         grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"]
@@ -99,7 +110,13 @@ def test_secrets_are_files_not_values() -> None:
     assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana["environment"]
     assert SERVICES["ef_blackbox"]["secrets"] == ["probe_api_key"]
     secrets = load_yaml(COMPOSE)["secrets"]
-    assert set(secrets) == {"smtp_password", "grafana_admin_password", "probe_api_key"}
+    assert set(secrets) == {
+        "smtp_password",
+        "grafana_admin_password",
+        "probe_api_key",
+        "monitoring_web_config",
+        "monitoring_password",
+    }
     assert all("file" in s for s in secrets.values())
 
 

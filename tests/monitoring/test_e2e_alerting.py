@@ -128,6 +128,7 @@ def _prometheus_for_test(
                     relabel["replacement"] = f"127.0.0.1:{ports[mixin.JOB_BLACKBOX]}"
         else:
             job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[name]}"]}]
+        job.pop("basic_auth", None)  # these test servers run without a web config
     return config
 
 

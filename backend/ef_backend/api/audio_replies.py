@@ -88,6 +88,9 @@ def audio_reply(audio: SpeechAudio, fmt: AudioFormat, *, accel_prefix: str = "")
     decision who may have the audio, and the hit count, stay here.
     """
     headers = _headers(cache_hit=audio.cache_hit, job_id=audio.job_id, fmt=fmt)
+    if audio.file is None:  # made, but the disk refused it: sent from memory, this once
+        headers["X-EF-Stored"] = "no"
+        return Response(content=audio.data, media_type=audio.media_type, headers=headers)
     if accel_prefix and audio.cache_hit:
         headers["X-Accel-Redirect"] = accel_prefix + relative_path(audio.cache_key, fmt)
         return Response(content=b"", media_type=audio.media_type, headers=headers)
@@ -120,7 +123,7 @@ async def _sse(chunks: AsyncIterator[bytes], input_chars: int) -> AsyncIterator[
 
 
 async def _one(audio: SpeechAudio) -> AsyncIterator[bytes]:
-    yield await asyncio.to_thread(audio.file.path.read_bytes)
+    yield audio.data if audio.file is None else await asyncio.to_thread(audio.file.path.read_bytes)
 
 
 def sse_reply(source: SpeechStream | SpeechAudio, *, input_chars: int) -> StreamingResponse:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 
-__all__ = ["JobEvents"]
+__all__ = ["HANDOVER_MAX_BYTES", "JobEvents"]
+
+#: Audio made but not stored (a full disk), kept for the waiter of its job: at most this much.
+HANDOVER_MAX_BYTES = 64 * 1024 * 1024
 
 
 class JobEvents:
@@ -20,6 +24,18 @@ class JobEvents:
     def __init__(self) -> None:
         self._jobs: dict[str, asyncio.Event] = {}
         self._work = asyncio.Event()
+        self._handed: OrderedDict[str, bytes] = OrderedDict()
+
+    def hand_over(self, job_id: str, data: bytes) -> None:
+        """Keep the audio of a job that could not be cached for its waiter in this process
+        (bounded: the oldest go first); see `take`."""
+        self._handed[job_id] = data
+        while sum(len(d) for d in self._handed.values()) > HANDOVER_MAX_BYTES:
+            self._handed.popitem(last=False)
+
+    def take(self, job_id: str) -> bytes | None:
+        """The audio `hand_over` kept for ``job_id``, once."""
+        return self._handed.pop(job_id, None)
 
     def watch(self, job_id: str) -> asyncio.Event:
         """The event the next change of ``job_id`` sets; take it *before* reading the job."""

@@ -13,6 +13,7 @@ from ef_backend.core.errors import (
     EngineRejected,
     EngineUnavailable,
     JobConflict,
+    StorageError,
     SyncTimeout,
     SynthesisFailed,
 )
@@ -37,6 +38,8 @@ def job_error(job: Job) -> EchoForgeError:
         return JobConflict(f"Job {job.id} was cancelled.", job_id=job.id, job_status="cancelled")
     if job.error_reason == "rejected":
         return EngineRejected(message, job_id=job.id)
+    if job.error_reason == "storage":
+        return StorageError(message, job_id=job.id)
     if job.error_reason in ("unreachable", "timeout"):
         return EngineUnavailable(message, reason=job.error_reason, job_id=job.id)
     return SynthesisFailed(message, job_id=job.id, reason=job.error_reason or "engine_error")

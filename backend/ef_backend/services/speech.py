@@ -55,17 +55,21 @@ class SpeechRequest:
 
 @dataclass(frozen=True)
 class SpeechAudio:
-    """Complete audio, from the cache or a finished job: a cache file, sent from disk."""
+    """Complete audio, from the cache or a finished job: a cache file, sent from disk; or, when
+    only storing it failed (a full disk), the bytes the worker made (``file`` is None)."""
 
-    file: CachedAudio
+    file: CachedAudio | None
     media_type: str
     cache_hit: bool
     job_id: str | None
     cache_key: str
+    unstored: bytes | None = None
 
     @property
     def data(self) -> bytes:
-        """The whole file in memory (SSE and tests; HTTP responses stream ``file.path``)."""
+        """The whole audio in memory (SSE and tests; HTTP responses stream ``file.path``)."""
+        if self.file is None:
+            return self.unstored or b""
         return self.file.data
 
 
@@ -214,6 +218,13 @@ class SpeechService:
         job = await self._enqueue(request, prepared)
         job = await self._waiter.wait(job.id, timeout=self.settings.sync_timeout_s)
         if job.status is not JobStatus.succeeded:
+            made = self._events.take(job.id) if job.error_reason == "storage" else None
+            if made is not None:
+                # Only caching failed: the caller still gets what the engine made.
+                log.warning(
+                    "answering with audio that could not be cached", extra={"job_id": job.id}
+                )
+                return SpeechAudio(None, media_type, False, job.id, prepared.plan.key, made)
             raise job_error(job)
         stored = await asyncio.to_thread(self._cache.get, prepared.plan.key, record=False)
         if stored is None:

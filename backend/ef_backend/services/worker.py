@@ -367,9 +367,15 @@ class WorkerPool:
             else:
                 pcm, attempts = await self._sentence(job, worker_id, sentence, attempts)
                 wav = await asyncio.to_thread(audio.to_wav, pcm)
-                await asyncio.to_thread(
-                    self.cache.put, key, AudioFormat.wav, wav, duration_s=pcm.duration_s
-                )
+                try:
+                    await asyncio.to_thread(
+                        self.cache.put, key, AudioFormat.wav, wav, duration_s=pcm.duration_s
+                    )
+                except OSError as exc:
+                    # The sentence is in memory: the job goes on; only its reuse is lost.
+                    log.warning(
+                        "could not cache a sentence", extra={"job_id": job.id, "error": str(exc)}
+                    )
             sentences.append(pcm)
             if renewer.done():
                 raise _LeaseLost
@@ -378,14 +384,24 @@ class WorkerPool:
             self.events.changed(job.id)
         joined = await asyncio.to_thread(audio.join, sentences)
         data = await _traced("audio.encode", audio.encode, joined, job.format)
-        await _traced(
-            "cache.store",
-            self.cache.put,
-            job.cache_key,
-            job.format,
-            data,
-            duration_s=joined.duration_s,
-        )
+        try:
+            await _traced(
+                "cache.store",
+                self.cache.put,
+                job.cache_key,
+                job.format,
+                data,
+                duration_s=joined.duration_s,
+            )
+        except OSError as exc:
+            # Not the engine's fault: the audio exists, the disk refused it. A waiter in this
+            # process still gets it (`JobEvents.take`); the job itself cannot be fetched later.
+            self.events.hand_over(job.id, data)
+            raise _JobFailed(
+                "storage",
+                f"The audio was made but could not be stored ({exc.strerror or exc}); free "
+                "space in EF_DATA_DIR or make it writable, then submit the request again.",
+            ) from exc
         if not await _traced(
             "db.complete", self.queue.complete, job.id, worker_id, audio_seconds=joined.duration_s
         ):

@@ -123,6 +123,7 @@ def get_job_audio(
     job_id: JobId, jobs: JobsDep, settings: SettingsDep, caller: CallerDep
 ) -> Response:
     audio = jobs.audio(job_id, owner=caller.key_name)
+    assert audio.file is not None  # a job's audio is always its cache file
     return audio_reply(audio, audio.file.format, accel_prefix=settings.accel_redirect_prefix)
 
 
