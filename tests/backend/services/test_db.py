@@ -179,12 +179,12 @@ def test_postgresql_schema_matches_the_models_and_migrates_both_ways(
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
             index = conn.exec_driver_sql(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ux_job_active_cache_key'"
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ux_job_active_client_cache_key'"
             ).scalar_one()
             app = conn.exec_driver_sql(
                 "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
             ).scalar_one()
-        assert index.startswith("CREATE UNIQUE INDEX ux_job_active_cache_key ON public.job")
+        assert index.startswith("CREATE UNIQUE INDEX ux_job_active_client_cache_key ON public.job")
         assert "WHERE ((status)::text = ANY" in index or "WHERE (status = ANY" in index, index
         assert app == db.SERVICE_APP_NAME
         command.downgrade(db.alembic_config(url), "base")
