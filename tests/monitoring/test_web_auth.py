@@ -48,58 +48,64 @@ def _compose_flags(service: str) -> list[str]:
     return [f for f in COMPOSE[service]["command"] if not f.startswith(_LOCAL)]
 
 
-@pytest.fixture(scope="module")
-def prometheus(web_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("prometheus-auth")
-    (workdir / "prometheus.yml").write_text("global: {scrape_interval: 15s}\n")
+def _start(name: str, binary: str, workdir: Path, web_config: Path, *flags: str) -> Server:
+    """``binary`` with ``flags``, the test's web config and the compose file's other flags;
+    ready once ``/-/ready`` asks for the login."""
     port = free_port()
     server = start_server(
-        "prometheus-auth",
+        name,
         [
-            PROMETHEUS,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            binary,
             f"--web.listen-address=127.0.0.1:{port}",
             f"--web.config.file={web_config}",
-            *_compose_flags("ef_prometheus"),
+            *flags,
+            *_compose_flags(name),
         ],
         port=port,
         log_dir=workdir / "logs",
     )
     try:
-        yield server.wait_ready("/-/ready", status=401, timeout=60)
-    finally:
+        return server.wait_ready("/-/ready", status=401, timeout=60)
+    except Exception:
         server.stop()
+        raise
+
+
+@pytest.fixture(scope="module")
+def prometheus(web_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("prometheus-auth")
+    (workdir / "prometheus.yml").write_text("global: {scrape_interval: 15s}\n")
+    server = _start(
+        "ef_prometheus",
+        PROMETHEUS,
+        workdir,
+        web_config,
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'tsdb'}",
+    )
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def alertmanager(web_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("alertmanager-auth")
     config = load_yaml(ALERTMANAGER_YML)
-    config.pop("templates", None)
+    for key in ("templates", "inhibit_rules"):
+        config.pop(key, None)
+    config.update(route={"receiver": "null"}, receivers=[{"name": "null"}])
     config["global"] = {}
-    config["route"] = {"receiver": "null"}
-    config["receivers"] = [{"name": "null"}]
-    config.pop("inhibit_rules", None)
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    server = start_server(
-        "alertmanager-auth",
-        [
-            ALERTMANAGER,
-            f"--config.file={workdir / 'alertmanager.yml'}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--web.config.file={web_config}",
-            *_compose_flags("ef_alertmanager"),
-        ],
-        port=port,
-        log_dir=workdir / "logs",
+    server = _start(
+        "ef_alertmanager",
+        ALERTMANAGER,
+        workdir,
+        web_config,
+        f"--config.file={workdir / 'alertmanager.yml'}",
+        f"--storage.path={workdir / 'data'}",
     )
-    try:
-        yield server.wait_ready("/-/ready", status=401, timeout=60)
-    finally:
-        server.stop()
+    yield server
+    server.stop()
 
 
 def test_the_example_web_config_is_valid() -> None:
