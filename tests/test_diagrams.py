@@ -1,5 +1,5 @@
 """The C4 and deployment diagrams: they render with the PlantUML (and Graphviz) that ship with
-Debian, they name every compose service, and the SVGs in docs/diagrams/ that the README shows
+Debian, they name every service of every compose file, and the SVGs in docs/diagrams/ that the README shows
 are the current rendering (`make diagrams`)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 DIAGRAMS = sorted((REPO / "diagrams").glob("*.puml"))
 SVG_DIR = REPO / "docs" / "diagrams"
-COMPOSE_FILES = ["docker-compose.yml", "docker-compose.monitoring.yml"]
+COMPOSE_FILES = sorted(REPO.glob("docker-compose*.yml"))
 
 
 def _render(diagram: Path, out: Path) -> str:
@@ -58,7 +58,7 @@ def test_every_compose_service_is_in_the_diagram(diagram: str) -> None:
     services = {
         name
         for compose in COMPOSE_FILES
-        for name in yaml.safe_load((REPO / compose).read_text())["services"]
+        for name in yaml.safe_load(compose.read_text())["services"]
     }
     missing = sorted(s for s in services if not re.search(rf"\b{s}\b", text))
     assert not missing, f"{diagram}.puml lacks compose services {missing}"
