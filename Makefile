@@ -10,11 +10,12 @@ PIP := $(VENV)/bin/pip
 APT_PACKAGES := prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx-light ffmpeg chromium wrk plantuml graphviz postgresql shellcheck
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate screenshots lock diagrams
+.PHONY: help run test test-unit test-fast lint system-deps venv venv-coqui node-tools migrate bench clean generate screenshots lock diagrams
 
 help:
 	@echo "make run      start ef_tts (Piper) and the backend at http://127.0.0.1:8000"
 	@echo "make test     install what the tests need and run them all"
+	@echo "make test-unit the tests that need no Debian package and no server (a fast loop)"
 	@echo "make lint     ruff, mypy, hadolint, actionlint, zizmor, compose schema"
 	@echo "make bench    run the benchmarks under bench/"
 	@echo "make lock     refresh the dependency locks in requirements/ (after a pyproject change)"
@@ -83,6 +84,10 @@ run: venv
 test: system-deps venv venv-coqui node-tools
 	$(PY) -m pytest
 
+# No server, no Debian package, no Coqui: only the Python environment (make venv).
+test-unit: venv
+	$(PY) -m pytest -m "not server and not coqui and not system"
+
 # Everything but the Coqui environment; for a quick loop while developing.
 test-fast: system-deps venv node-tools
 	$(PY) -m pytest -m "not coqui"
@@ -107,7 +112,7 @@ screenshots: system-deps venv
 	EF_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/backend/web -k "screenshots or 403"
 
 bench: venv system-deps
-	$(PY) bench/run.py
+	$(PY) bench/instrumentation.py
 	$(PY) bench/cache_hit.py
 	$(PY) bench/synthesis.py
 	$(PY) bench/capacity.py

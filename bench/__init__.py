@@ -1,1 +1,1 @@
-"""Benchmarks: `bench/run.py` (what `make bench` runs); results in docs/performance.md."""
+"""Benchmarks (`make bench` runs them); results and the commands in docs/performance.md."""

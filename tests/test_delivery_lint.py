@@ -62,6 +62,7 @@ def test_zizmor() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.system
 def test_shellcheck() -> None:
     """The deploy scripts and the proxy's start-up script (POSIX sh: the image's busybox)."""
     scripts = [

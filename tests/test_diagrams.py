@@ -42,6 +42,7 @@ def test_the_planned_diagrams_exist() -> None:
     assert {"c4-context", "c4-containers", "c4-components", "deployment-homelab"} <= names
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("diagram", DIAGRAMS, ids=lambda p: p.name)
 def test_diagram_renders_and_its_svg_is_current(diagram: Path, tmp_path: Path) -> None:
     svg = _render(diagram, tmp_path)

@@ -3,7 +3,7 @@
 Images are built with ``--build-arg EF_VERSION=$(cat VERSION)`` (the workflows do this; the
 same value becomes the OCI label ``org.opencontainers.image.version``) and run with it in the
 environment; a checkout reads the file itself. The release workflow refuses a tag that is not
-``v`` + VERSION, and tests/test_version.py holds every other place to it.
+``v`` + VERSION, and tests/backend/test_version.py holds every other place to it.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import re
 import shutil
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -25,6 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from monitoring.mixin.usage import metric_names
+from tests.utils.poll import poll_until
 from tests.utils.procs import REPO, VENV_BIN, Server, free_port, start_ef_backend, start_server
 
 ALERTS_DIR = REPO / "alerts"
@@ -154,18 +154,13 @@ def start_disk_exporter(workdir: Path, *, port: int, paths: list[Path]) -> Serve
 
 def wait_for(check: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.5) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return poll_until(
+        check,
+        timeout=timeout,
+        what=what,
+        interval=interval,
+        ignore=(httpx.HTTPError, KeyError, ValueError),
+    )
 
 
 def start_prometheus(

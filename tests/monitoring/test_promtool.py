@@ -16,6 +16,8 @@ from tests.monitoring.support import (
 )
 from tests.utils.procs import REPO
 
+pytestmark = pytest.mark.system
+
 RULE_TESTS = sorted((ALERTS_DIR / "tests").glob("*.test.yml"))
 
 

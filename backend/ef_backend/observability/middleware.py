@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 from ef_common.asgi import HttpObserver, RequestContextMiddleware, RequestRecord
 from starlette.types import ASGIApp, Scope
@@ -22,16 +23,32 @@ __all__ = ["HttpMetrics", "observability_middleware"]
 
 class HttpMetrics:
     """``ef_http_requests_total``, ``..._duration_seconds`` (exemplar: the request's trace) and
-    ``..._in_progress``."""
+    ``..._in_progress``.
+
+    The labelled children are kept per (method, route[, status]): a dict lookup per request
+    instead of ``labels()``, which validates and locks; the keys are bounded like the labels.
+    """
+
+    def __init__(self) -> None:
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[tuple[str, str], Any] = {}
 
     def request_started(self) -> None:
         metrics.http_requests_in_progress.inc()
 
     def request_ended(self, request: RequestRecord) -> None:
         metrics.http_requests_in_progress.dec()
-        method, route = request.method, request.route
-        metrics.http_requests_total.labels(method, route, str(request.status)).inc()
-        metrics.http_request_duration_seconds.labels(method, route).observe(request.duration_s)
+        method, route, status = request.method, request.route, request.status
+        counter = self._counters.get((method, route, status))
+        if counter is None:
+            counter = metrics.http_requests_total.labels(method, route, str(status))
+            self._counters[(method, route, status)] = counter
+        counter.inc()
+        histogram = self._histograms.get((method, route))
+        if histogram is None:
+            histogram = metrics.http_request_duration_seconds.labels(method, route)
+            self._histograms[(method, route)] = histogram
+        histogram.observe(request.duration_s)
 
 
 def observability_middleware(

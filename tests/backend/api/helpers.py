@@ -82,22 +82,6 @@ def wait_job(
     raise AssertionError(f"job {job_id} not {until} after {timeout}s: {job}")
 
 
-def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
-    """Sum of the samples of ``name`` (with these labels) in Prometheus text; 0 if none."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric, _, label_part = head.partition("{")
-        if metric != name:
-            continue
-        if labels and not all(f'{k}="{v}"' in label_part for k, v in labels.items()):
-            continue
-        total += float(value)
-    return total
-
-
 def client_for(server: Server, **kwargs: object) -> httpx.Client:
     return httpx.Client(base_url=server.url, timeout=120, **kwargs)  # type: ignore[arg-type]
 

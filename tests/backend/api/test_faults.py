@@ -18,13 +18,13 @@ import pytest
 
 from tests.backend.api.helpers import (
     client_for,
-    metric_value,
     start_piper_engine,
     unique_text,
     wait_job,
 )
 from tests.backend.conftest import BackendFactory
 from tests.utils.procs import Server, free_port
+from tests.utils.prometheus import metric_value
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -15,13 +15,13 @@ from tests.backend.api.helpers import (
     decode,
     error_of,
     long_text,
-    metric_value,
     start_piper_engine,
     unique_text,
     wait_job,
 )
 from tests.backend.conftest import BackendFactory
 from tests.utils.procs import free_port
+from tests.utils.prometheus import metric_value
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

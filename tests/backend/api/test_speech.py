@@ -7,9 +7,10 @@ import concurrent.futures
 import httpx
 import pytest
 
-from tests.backend.api.helpers import client_for, decode, error_of, metric_value, unique_text
+from tests.backend.api.helpers import client_for, decode, error_of, unique_text
 from tests.backend.conftest import BackendFactory
 from tests.utils.procs import Server
+from tests.utils.prometheus import metric_value
 
 pytestmark = pytest.mark.server
 

@@ -8,24 +8,13 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.utils.procs import REPO
+from tests.utils.prometheus import samples, value
+
+__all__ = ["documented_metrics", "exposed_families", "samples", "section_families", "value"]
 
 METRICS_DOC = REPO / "docs" / "metrics.md"
 
 _ROW = re.compile(r"^\|\s*`(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)`\s*\|\s*(?P<type>[^|]+)\|")
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of a Prometheus text exposition: (name, labels) -> value."""
-    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
-
-
-def value(text: str, name: str, **labels: str) -> float:
-    """One sample's value, 0.0 when the series does not exist (yet)."""
-    return samples(text).get((name, frozenset(labels.items())), 0.0)
 
 
 def exposed_families(text: str) -> dict[str, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import socket
 import subprocess
@@ -14,6 +12,8 @@ from ef_backend.models import AudioFormat
 from ef_backend.services.plan import plan
 from ef_backend.services.queue import NewJob
 from prometheus_client import REGISTRY
+
+from tests.utils.poll import poll_until_async
 
 
 def ffprobe(path: Path) -> dict[str, object]:
@@ -31,16 +31,7 @@ async def wait_until(
     check: Callable[[], Awaitable[bool]] | Callable[[], bool], *, timeout: float = 60.0
 ) -> None:
     """Poll ``check`` until it holds; fail after ``timeout`` s (a bound, not a speed claim)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)
+    await poll_until_async(check, timeout=timeout, what=f"the condition within {timeout} s")
 
 
 def metric(name: str, **labels: str) -> float:

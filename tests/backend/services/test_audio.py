@@ -53,6 +53,7 @@ def test_read_wav_mixes_stereo_down() -> None:
     assert np.max(np.abs(mono.samples.astype(int) - left.astype(int) // 2)) <= 1
 
 
+@pytest.mark.system
 def test_read_wav_reads_float_wav_through_ffmpeg(tmp_path: Path) -> None:
     path = tmp_path / "float.wav"
     subprocess.run(
@@ -128,6 +129,7 @@ def test_change_tempo_changes_duration_not_pitch() -> None:
         (AudioFormat.aac, "aac", RATE),
     ],
 )
+@pytest.mark.system
 def test_each_format_is_really_encoded(
     fmt: AudioFormat, codec: str, rate: int, tmp_path: Path
 ) -> None:
@@ -154,6 +156,7 @@ def test_pcm_is_raw_s16le_at_24khz() -> None:
     assert audio.MEDIA_TYPES[AudioFormat.pcm] == "audio/L16"
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("fmt", audio.STREAMABLE_FORMATS)
 def test_streaming_encoders_make_one_valid_stream(fmt: AudioFormat, tmp_path: Path) -> None:
     sentences = [tone(0.6), tone(0.4, freq=330), tone(0.8, freq=550)]

@@ -35,10 +35,11 @@ from wyoming.tts import (
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from tests.backend.api.helpers import metric_value, unique_text
+from tests.backend.api.helpers import unique_text
 from tests.backend.conftest import BackendFactory
 from tests.utils.otlp import OtlpReceiver, ReceivedSpan
 from tests.utils.procs import Server, free_port
+from tests.utils.prometheus import metric_value
 
 pytestmark = pytest.mark.server
 
