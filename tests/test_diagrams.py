@@ -1,6 +1,6 @@
 """The C4 and deployment diagrams: they render with the PlantUML (and Graphviz) that ship with
-Debian, they name every service of every compose file, and the SVGs in docs/diagrams/ that the README shows
-are the current rendering (`make diagrams`)."""
+Debian, they name every service of every compose file, and the SVGs in docs/diagrams/ that the
+README shows are the current rendering (`make diagrams`)."""
 
 from __future__ import annotations
 

@@ -13,10 +13,11 @@ import psycopg
 import pytest
 from ef_backend.backup import schema
 
-from tests.backend.api.helpers import client_for, long_text, metric_value, wait_job
+from tests.backend.api.helpers import client_for, long_text, wait_job
 from tests.backend.cli.helpers import ef
 from tests.backend.conftest import BackendFactory
 from tests.utils.postgres import PASSWORD, PostgresServer
+from tests.utils.prometheus import metric_value
 
 pytestmark = pytest.mark.server
 
