@@ -13,6 +13,7 @@ from ef_tts.config import Settings
 from ef_tts.runtime import EngineRuntime
 
 from tests.tts.helpers import read_wav
+from tests.utils.poll import poll_until_async
 
 
 async def test_loading_then_ready() -> None:
@@ -36,8 +37,11 @@ async def test_loading_then_ready() -> None:
             assert (await client.get("/health/live")).status_code == 200
 
             runtime.start_loading()
-            assert runtime.wait_loaded(timeout=120) == "ok"
 
+            async def loaded() -> bool:
+                return (await client.get("/health")).status_code == 200
+
+            await poll_until_async(loaded, timeout=120, what="the model to load")
             health = await client.get("/health")
             assert health.status_code == 200
             assert health.json()["status"] == "ok"

@@ -86,12 +86,6 @@ class EngineRuntime:
         self._loader = threading.Thread(target=self._load, name="ef-tts-load", daemon=True)
         self._loader.start()
 
-    def wait_loaded(self, timeout: float | None = None) -> State:
-        """Block until the load finished (for tests and the CLI)."""
-        if self._loader is not None:
-            self._loader.join(timeout)
-        return self._state
-
     def _load(self) -> None:
         engine, model = self.labels
         log.info("loading %s model %s on %s", engine, model, self.engine.device)
