@@ -210,11 +210,17 @@ def test_cached_audio_is_sent_by_nginx(stack: Stack) -> None:
         for name, value in SECURITY_HEADERS.items():
             assert again.headers.get_list(name) == [value], name
 
-        # nginx serves ranges of the file (the backend never did).
+        # A job's audio is a cache file too: nginx sends it as well.
+        job_audio = c.get(f"/api/v1/jobs/{first.headers['x-ef-job-id']}/audio")
+        assert job_audio.status_code == 200, job_audio.text
+        assert job_audio.headers.get_list("x-ef-cache") == ["hit"]
+        assert job_audio.content == first.content
+
+        # nginx serves ranges of the file.
         part = c.post("/api/v1/speech", json=body, headers={"Range": "bytes=0-3"})
         assert part.status_code == 206
         assert part.content == b"RIFF"
-    # The backend still decided and counted: two hits.
+    # The backend still decided and counted the requests' hits (the job fetch is no lookup).
     hits_after = _metric(stack.backend.url, "ef_audio_cache_requests_total", 'result="hit"')
     assert hits_after - hits_before == 2
 
@@ -225,6 +231,9 @@ def test_cached_audio_is_sent_by_nginx(stack: Stack) -> None:
     target = direct.headers["x-accel-redirect"]
     assert target.startswith(ACCEL_PREFIX) and target.endswith(".wav")
     assert (stack.cache_dir / target.removeprefix(ACCEL_PREFIX)).read_bytes() == first.content
+    job_id = first.headers["x-ef-job-id"]
+    direct_job = httpx.get(f"{stack.backend.url}/api/v1/jobs/{job_id}/audio", timeout=30)
+    assert (direct_job.content, direct_job.headers["x-accel-redirect"]) == (b"", target)
     # The internal location is not reachable from outside.
     with client(stack.http) as c:
         _nginx_page(c.get(target), 404, "Not Found")
