@@ -178,7 +178,8 @@ def test_cache_purge(backend: Server) -> None:
 
 def test_admin_lists_shows_and_cancels_jobs_of_every_client(backend: Server) -> None:
     with client_for(backend) as client:
-        done = client.post("/api/v1/jobs", json={"text": unique_text("Admin lists this")}).json()
+        text = unique_text("Admin lists this")
+        done = client.post("/api/v1/jobs", json={"text": text}).json()
         wait_job(client, done["id"])
         listed = client.get("/api/admin/jobs", params={"status": "succeeded", "limit": 200})
         assert listed.status_code == 200, listed.text
@@ -190,7 +191,7 @@ def test_admin_lists_shows_and_cancels_jobs_of_every_client(backend: Server) -> 
         assert str(mine["worker_id"]).count(":") == 3  # host:pid:token:index of who ran it
         assert mine["lease_until"] is None
         assert mine["audio_seconds"] > 0
-        assert "text" not in mine and mine["text_chars"] == len(unique_text("Admin lists this"))
+        assert "text" not in mine and mine["text_chars"] == len(text)
 
         shown = client.get(f"/api/admin/jobs/{done['id']}")
         assert shown.status_code == 200

@@ -86,7 +86,9 @@ class Watched:
 OpenPage = Callable[..., Watched]
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in this thread
+# until it stops, and pytest-asyncio cannot run the async tests of later packages meanwhile.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
