@@ -86,7 +86,9 @@ def test_recent_errors_show_a_refused_admin_call(backend: Server) -> None:
         assert len(mine) == 1, body
         assert mine[0]["level"] == "WARNING"
         assert mine[0]["logger"] == "ef_backend.core.security"
-        assert mine[0]["message"] == "admin API refused for a client outside EF_ADMIN_CIDRS"
+        assert mine[0]["message"] == (
+            "admin API refused for a client outside EF_ADMIN_CIDRS: 127.0.0.2"
+        )
         times = [e["time"] for e in body["data"]]
         assert times == sorted(times, reverse=True)
         assert client.get("/api/admin/errors", params={"limit": 0}).status_code == 422

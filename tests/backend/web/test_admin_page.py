@@ -211,3 +211,30 @@ def test_outside_the_admin_cidrs_the_page_is_a_clear_403(
         assert httpx.get(f"{admin_backend.url}/admin").status_code == 200
     finally:
         relay.close()
+
+
+ADMIN_TOKEN = "admin-page-token-0123456789abcdef"
+
+
+def test_with_an_admin_token_the_page_asks_for_it(
+    open_page: OpenPage, backend_factory: BackendFactory
+) -> None:
+    server = backend_factory(EF_ADMIN_TOKEN=ADMIN_TOKEN)
+    watched = open_page(server.url + "/admin")
+    page = watched.page
+    form = page.locator("#token-form")
+    expect(form).to_be_visible()
+    expect(page.locator("#token-hint")).to_have_text(
+        "This server needs its admin token (EF_ADMIN_TOKEN) for the admin API."
+    )
+    expect(page.locator("#admin-token")).to_be_focused()
+    page.keyboard.type("not-the-token-0123456789abcdef")
+    page.keyboard.press("Enter")
+    expect(page.locator("#token-hint")).to_contain_text("The admin token was not accepted")
+    page.fill("#admin-token", ADMIN_TOKEN)
+    page.keyboard.press("Enter")
+    expect(form).to_be_hidden()
+    expect(page.locator("#checks tr").first).to_contain_text("OK")
+    expect(page.locator("#failed-empty")).to_be_visible()
+    # Each refused admin call logged a 401 in the console; nothing else went wrong.
+    watched.assert_clean(r"status of 401 \(Unauthorized\)")
