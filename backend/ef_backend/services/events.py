@@ -12,10 +12,15 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 
-__all__ = ["HANDOVER_MAX_BYTES", "JobEvents"]
+__all__ = ["HANDOVER_MAX_BYTES", "JobEvents", "sentence_handle"]
 
 #: Audio made but not stored (a full disk), kept for the waiter of its job: at most this much.
 HANDOVER_MAX_BYTES = 64 * 1024 * 1024
+
+
+def sentence_handle(job_id: str, index: int) -> str:
+    """The `JobEvents.hand_over` name of sentence ``index`` of a job (the job's own is its id)."""
+    return f"{job_id}#{index}"
 
 
 class JobEvents:

@@ -26,7 +26,7 @@ from ef_backend.services import audio
 from ef_backend.services.cache import AudioCache, CachedAudio
 from ef_backend.services.engine import EngineInfo, EngineVoice
 from ef_backend.services.engine_state import EngineState
-from ef_backend.services.events import JobEvents
+from ef_backend.services.events import JobEvents, sentence_handle
 from ef_backend.services.job_wait import JobWaiter, job_error
 from ef_backend.services.plan import SpeechPlan, cache_scope, plan
 from ef_backend.services.queue import JobQueue, NewJob
@@ -89,6 +89,15 @@ class _Prepared:
     voice: str
     info: EngineInfo
     plan: SpeechPlan
+
+
+def _ended_without(job: Job, sentences: int) -> bool:
+    """Did ``job`` end without its first ``sentences`` sentences? A job that failed only to
+    store its finished file (reason storage) has them all."""
+    if job.status is JobStatus.cancelled:
+        return True
+    made_them = job.error_reason == "storage" and job.sentences_done >= sentences
+    return job.status is JobStatus.failed and not made_them
 
 
 def _feed(encoder: audio.StreamEncoder, shaper: audio.SentenceStreamer, pcm: audio.Pcm) -> bytes:
@@ -256,7 +265,7 @@ class SpeechService:
         job = await self._enqueue(request, prepared)
         # Wait for the first sentence here, so that a failure is still an HTTP error status.
         first = await self._waiter.wait(job.id, timeout=self.settings.sync_timeout_s, sentences=1)
-        if first.status in (JobStatus.failed, JobStatus.cancelled):
+        if _ended_without(first, 1):
             raise job_error(first)
         chunks = self._sentences(job.id, prepared.plan, request.format, started)
         return SpeechStream(job.id, media_type, False, chunks)
@@ -280,9 +289,11 @@ class SpeechService:
                 job = await self._waiter.wait(
                     job_id, timeout=self.settings.sync_timeout_s, sentences=index + 1
                 )
-                if job.status in (JobStatus.failed, JobStatus.cancelled):
+                if _ended_without(job, index + 1):
                     raise job_error(job)
                 cached = await asyncio.to_thread(self._cache.read, key)
+                if cached is None:  # not cached (a full disk): handed over by the worker
+                    cached = self._events.take(sentence_handle(job_id, index))
                 if cached is None:
                     raise SynthesisFailed(
                         f"Sentence {index + 1} of job {job_id} left the cache before it could be "

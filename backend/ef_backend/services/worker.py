@@ -30,7 +30,7 @@ from ef_backend.observability import metrics
 from ef_backend.services import audio
 from ef_backend.services.cache import AudioCache
 from ef_backend.services.engine import EngineClient
-from ef_backend.services.events import JobEvents
+from ef_backend.services.events import JobEvents, sentence_handle
 from ef_backend.services.plan import cache_scope, plan
 from ef_backend.services.queue import JobQueue
 
@@ -372,7 +372,9 @@ class WorkerPool:
                         self.cache.put, key, AudioFormat.wav, wav, duration_s=pcm.duration_s
                     )
                 except OSError as exc:
-                    # The sentence is in memory: the job goes on; only its reuse is lost.
+                    # The sentence is in memory: the job goes on (a stream in this process
+                    # gets it handed over); only its reuse is lost.
+                    self.events.hand_over(sentence_handle(job.id, index), wav)
                     log.warning(
                         "could not cache a sentence", extra={"job_id": job.id, "error": str(exc)}
                     )

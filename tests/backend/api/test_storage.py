@@ -19,11 +19,13 @@ pytestmark = pytest.mark.server
 
 
 def _block_writes(cache: Path) -> None:
-    """Every shard name a file: nothing can be written below the cache any more."""
+    """Every shard name a file: nothing can be written below the cache any more (the shards
+    already there are moved aside)."""
     for n in range(256):
         shard = cache / f"{n:02x}"
-        if not shard.exists():
-            shard.write_text("not a directory")
+        if shard.exists():
+            shard.rename(cache / f"aside-{n:02x}")
+        shard.write_text("not a directory")
 
 
 def test_audio_made_but_not_stored_is_still_answered(
@@ -45,6 +47,13 @@ def test_audio_made_but_not_stored_is_still_answered(
         job = client.get(f"/api/v1/jobs/{spoken.headers['x-ef-job-id']}").json()
         assert job["status"] == "failed" and job["error_reason"] == "storage", job
         assert "could not be stored" in job["error"]
+
+        streamed = client.post(
+            "/api/v1/speech",
+            json={"text": unique_text("Streamed, not stored"), "stream": True, "format": "wav"},
+        )
+        assert streamed.status_code == 200, streamed.text
+        assert decode(streamed.content).duration_s > 0.3
 
         queued = client.post("/api/v1/jobs", json={"text": unique_text("Queued, not stored")})
         failed = wait_job(client, queued.json()["id"], until=("failed",))
