@@ -31,6 +31,14 @@ def single_worker(backend_factory: BackendFactory) -> Server:
     return backend_factory(EF_TTS_CONCURRENCY="1", EF_SYNC_TIMEOUT_S="1")
 
 
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/admin/jobs/failed", "/api/admin/jobs"])
+def test_a_huge_offset_is_refused_not_a_500(client: httpx.Client, path: str) -> None:
+    response = client.get(path, params={"offset": "9223372036854775808"})
+    assert response.status_code == 422, response.text
+    assert error_of(response)["code"] == "invalid_input"
+    assert "offset" in str(error_of(response)["message"])
+
+
 def test_job_lifecycle(client: httpx.Client) -> None:
     text = unique_text("A job that is queued and then fetched")
     created = client.post("/api/v1/jobs", json={"text": text, "format": "mp3"})
