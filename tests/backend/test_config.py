@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 
 def _settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type, unused-ignore]
 
 
 def test_api_keys_are_read_from_a_file(tmp_path: Path) -> None:
