@@ -46,21 +46,7 @@ def broken_links(path: Path) -> list[str]:
     return broken
 
 
-#: Runbooks that link to runbooks issue #16 is writing (backup-restore.md, move-to-postgresql.md):
-#: an expected failure only while those are missing; once they land the cases run as any other.
-PENDING = {"deploy.md", "upgrade.md"}
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="links to #16's runbooks"))
-        if p.name in PENDING and not (REPO / "runbooks" / "backup-restore.md").exists()
-        else p
-        for p in RUNBOOKS
-    ],
-    ids=lambda p: str(p.relative_to(REPO)),
-)
+@pytest.mark.parametrize("path", RUNBOOKS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_link_resolves(path: Path) -> None:
     assert broken_links(path) == []
 
