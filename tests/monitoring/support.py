@@ -129,9 +129,19 @@ def start_backend(
     data_dir: Path,
     env: dict[str, str] | None = None,
 ) -> Server:
-    """A real ef_backend (``ef serve``) against a real ef_tts; call wait_ready."""
+    """A real ef_backend (``ef serve``) against a real ef_tts; call wait_ready.
+
+    Its Wyoming listener is on (on a free port), as in the compose stack: the rules and the
+    dashboards read ``ef_wyoming_listener_up``.
+    """
+    wyoming = {"EF_WYOMING_ENABLED": "true", "EF_WYOMING_PORT": str(free_port())}
     return start_ef_backend(
-        "ef_backend", workdir / "logs", data_dir=data_dir, tts_url=tts_url, env=env, port=port
+        "ef_backend",
+        workdir / "logs",
+        data_dir=data_dir,
+        tts_url=tts_url,
+        env={**wyoming, **(env or {})},
+        port=port,
     )
 
 

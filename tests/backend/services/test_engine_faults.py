@@ -75,12 +75,12 @@ async def test_a_slow_or_silent_engine_times_out_and_frees_the_worker(
     service.events.work_queued()
 
     def ended(job_id: str) -> bool:
-        return service.get_job(job_id).status in (JobStatus.failed, JobStatus.succeeded)
+        return service.jobs.get(job_id).status in (JobStatus.failed, JobStatus.succeeded)
 
     # Bounds, not speed claims: 2 attempts x 1.5 s deadline each, twice, plus slack.
     await wait_until(lambda: ended(first.id) and ended(second.id), timeout=60)
     for job in (first, second):
-        done = service.get_job(job.id)
+        done = service.jobs.get(job.id)
         assert (done.status, done.error_reason, done.attempts) == (JobStatus.failed, "timeout", 2)
         assert done.error is not None and "did not" in done.error
     assert metric("ef_tts_failures_total", reason="timeout") == timeouts + 4

@@ -55,23 +55,23 @@ async def test_one_replica_dying_mid_load_moves_its_jobs_to_the_other(
     )
     failed = metric("ef_tts_jobs_total", outcome="failed")
     texts = [f"Replica test sentence number {n}. And a second one for {n}." for n in range(12)]
-    jobs = [await service.submit(SpeechRequest(text=text)) for text in texts]
+    jobs = [await service.speech.submit(SpeechRequest(text=text)) for text in texts]
 
     def done_count() -> int:
-        return sum(service.get_job(j.id).status is JobStatus.succeeded for j in jobs)
+        return sum(service.jobs.get(j.id).status is JobStatus.succeeded for j in jobs)
 
     await wait_until(lambda: done_count() >= 2, timeout=180)
     assert _engine_calls(first) > 0 and _engine_calls(second) > 0  # both took work
     first.kill()
     await wait_until(lambda: done_count() == len(jobs), timeout=300)
     for job in jobs:
-        final = service.get_job(job.id)
+        final = service.jobs.get(job.id)
         assert final.status is JobStatus.succeeded, (final.status, final.error)
     assert metric("ef_tts_jobs_total", outcome="failed") == failed
-    assert service.failed_jobs(limit=10, offset=0)[1] == 0
+    assert service.jobs.list(limit=10, offset=0, status=JobStatus.failed)[1] == 0
     # The engine as a whole is not down: a new request is still answered (by the survivor).
     audio = await asyncio.wait_for(
-        service.synthesize(SpeechRequest(text="Still answered after a replica died.")), 120
+        service.speech.synthesize(SpeechRequest(text="Still answered after a replica died.")), 120
     )
     assert audio.data[:4] == b"RIFF"
     assert service.workers.engine_down() is None
@@ -87,9 +87,9 @@ async def test_a_replica_down_from_the_start_is_skipped(
         tts_url=f"{dead},{piper_tts.url}", tts_concurrency=2, job_retry_backoff_s=0.05
     )
     assert service.client.replica_count == 2
-    voices = await service.voices()
+    voices = await service.speech.voices()
     assert voices
     audio = await asyncio.wait_for(
-        service.synthesize(SpeechRequest(text="Spoken by the replica that is up.")), 120
+        service.speech.synthesize(SpeechRequest(text="Spoken by the replica that is up.")), 120
     )
     assert audio.data[:4] == b"RIFF" and not audio.cache_hit
