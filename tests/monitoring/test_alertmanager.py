@@ -293,7 +293,7 @@ def test_one_cause_one_page(fresh_alertmanager: Server) -> None:
         {"alertname": "EFBackendNotReady", "severity": "critical", "component": "backend",
          "check": "engine", **backend},
         {"alertname": "EFProbeFailed", "severity": "critical", "component": "probe",
-         "job": "probe_speech", "instance": "http://ef_proxy:8080/api/v1/speech"},
+         "job": "probe_speech", "instance": "http://172.30.53.2:8080/api/v1/speech"},
         {"alertname": "EFCrashLooping", "severity": "warning", "component": "process",
          "job": "ef_tts", "instance": "t:5002"},
     ]  # fmt: skip
