@@ -31,7 +31,8 @@ JOB_ALERTMANAGER: Final = "alertmanager"
 JOB_BLACKBOX: Final = "blackbox"
 JOB_PROBE_READY: Final = "probe_ready"
 JOB_PROBE_SPEECH: Final = "probe_speech"
-PROBE_JOBS: Final = (JOB_PROBE_READY, JOB_PROBE_SPEECH)
+JOB_PROBE_ENGINE: Final = "probe_engine"
+PROBE_JOBS: Final = (JOB_PROBE_READY, JOB_PROBE_SPEECH, JOB_PROBE_ENGINE)
 #: Targets without an alert of their own: EFTargetMissing covers them.
 SUPPORT_JOBS: Final = (JOB_DISK, JOB_PROMETHEUS, JOB_ALERTMANAGER, JOB_BLACKBOX)
 #: Our own processes, watched for crash loops.

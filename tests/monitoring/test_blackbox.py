@@ -75,6 +75,15 @@ def test_speech_probe_gets_audio_with_the_probe_key(servers: tuple[Server, Serve
     assert result["probe_http_uncompressed_body_length"] > 1000  # audio, not an error body
 
 
+def test_engine_probe_succeeds_when_the_engine_synthesises(
+    servers: tuple[Server, Server, Path],
+) -> None:
+    backend, blackbox, _ = servers
+    result = _probe(blackbox, "http_engine", f"{backend.url}/health/tts")
+    assert result["probe_success"] == 1
+    assert result["probe_http_status_code"] == 200
+
+
 def test_speech_probe_fails_without_a_valid_key(servers: tuple[Server, Server, Path]) -> None:
     backend, _, workdir = servers
     other = workdir / "wrong"
@@ -109,7 +118,10 @@ def test_readiness_probe_fails_on_a_backend_without_engine(
     ).wait_ready("/health/live", timeout=120)
     try:
         result = _probe(blackbox, "http_ready", f"{lonely.url}/health/ready")
+        engine = _probe(blackbox, "http_engine", f"{lonely.url}/health/tts")
     finally:
         lonely.stop()
     assert result["probe_success"] == 0
     assert result["probe_http_status_code"] == 503
+    assert engine["probe_success"] == 0
+    assert engine["probe_http_status_code"] == 503
