@@ -137,3 +137,60 @@ def test_alertmanager_asks_for_a_login(alertmanager: Server) -> None:
     assert httpx.get(f"{alertmanager.url}/api/v2/status", auth=auth).status_code == 200
     silence = httpx.post(f"{alertmanager.url}/api/v2/silences", json={})
     assert silence.status_code == 401  # nobody silences alerts without the login
+
+
+AMTOOL_DIR = REPO / "monitoring" / "alertmanager" / "amtool"
+
+
+def _amtool(url: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["amtool", "silence", "query", f"--alertmanager.url={url}"],
+        capture_output=True,
+        text=True,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+
+
+def test_amtool_in_the_container_logs_in_with_the_shipped_config(
+    alertmanager: Server, tmp_path: Path
+) -> None:
+    """The files compose mounts at /etc/amtool, with the paths of this machine: Debian's amtool
+    reads ~/.config/prometheus/amtool.yml where the image's reads /etc/amtool/config.yml."""
+    volumes = COMPOSE["ef_alertmanager"]["volumes"]
+    assert "./monitoring/alertmanager/amtool:/etc/amtool:ro" in volumes
+    password = tmp_path / "monitoring_password"
+    password.write_text(PASSWORD)
+    http = load_yaml(AMTOOL_DIR / "http.yml")
+    assert http["basic_auth"]["password_file"] == "/run/secrets/monitoring_password"
+    http["basic_auth"]["password_file"] = str(password)
+    (tmp_path / "http.yml").write_text(yaml.safe_dump(http))
+    config = load_yaml(AMTOOL_DIR / "config.yml")
+    assert config["http.config.file"] == "/etc/amtool/http.yml"
+    config["http.config.file"] = str(tmp_path / "http.yml")
+    home = tmp_path / "home"
+    (home / ".config" / "prometheus").mkdir(parents=True)
+    refused = _amtool(alertmanager.url, home)
+    assert refused.returncode != 0 and "401" in refused.stderr + refused.stdout
+    (home / ".config" / "prometheus" / "amtool.yml").write_text(yaml.safe_dump(config))
+    logged_in = _amtool(alertmanager.url, home)
+    assert logged_in.returncode == 0, logged_in.stderr
+
+
+def test_the_runbooks_login_in_the_url_works_for_amtool_and_curl(
+    alertmanager: Server, prometheus: Server, tmp_path: Path
+) -> None:
+    """runbooks/README.md: PROMETHEUS_URL and ALERTMANAGER_URL carry the login."""
+
+    def with_login(server: Server) -> str:
+        return server.url.replace("http://", f"http://{USER}:{PASSWORD}@")
+
+    assert _amtool(with_login(alertmanager), tmp_path).returncode == 0
+    for server, path in ((prometheus, "/api/v1/rules"), (alertmanager, "/api/v2/alerts")):
+        code = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", with_login(server) + path],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        assert code == "200", (server.name, code)
