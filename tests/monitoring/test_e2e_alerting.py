@@ -185,6 +185,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, piper_tts: Server) -> Iterat
         probes = {
             mixin.JOB_PROBE_READY: f"{backend.url}/health/ready",
             mixin.JOB_PROBE_SPEECH: f"{backend.url}/api/v1/speech",
+            mixin.JOB_PROBE_ENGINE: f"{backend.url}/health/tts",
         }
         config = _prometheus_for_test(_rules_for_test(prom_dir / "rules"), ports, am_port, probes)
         links = {"EF_GRAFANA_URL": GRAFANA_URL, "EF_RUNBOOKS_URL": f"{runbooks.url}/runbooks"}
@@ -249,9 +250,9 @@ def test_every_target_is_up(stack: Stack) -> None:
     def all_up() -> dict[str, str] | None:
         targets = httpx.get(f"{stack.prometheus.url}/api/v1/targets", timeout=5).json()
         health = {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
-        return health if set(health.values()) == {"up"} and len(health) == 8 else None
+        return health if set(health.values()) == {"up"} and len(health) == 9 else None
 
-    health = wait_for(all_up, timeout=60, what="all eight targets up")
+    health = wait_for(all_up, timeout=60, what="all nine targets up")
     assert sorted(health) == sorted(
         [
             mixin.JOB_BACKEND,
@@ -260,8 +261,7 @@ def test_every_target_is_up(stack: Stack) -> None:
             mixin.JOB_PROMETHEUS,
             mixin.JOB_ALERTMANAGER,
             mixin.JOB_BLACKBOX,
-            mixin.JOB_PROBE_READY,
-            mixin.JOB_PROBE_SPEECH,
+            *mixin.PROBE_JOBS,
         ]
     )
 
@@ -269,14 +269,14 @@ def test_every_target_is_up(stack: Stack) -> None:
 def test_the_probes_succeed(stack: Stack) -> None:
     """The blackbox exporter, scraped by Prometheus, gets a ready backend and audio back."""
 
-    def both() -> dict[str, str] | None:
+    def every() -> dict[str, str] | None:
         found = {
             r["metric"]["job"]: r["value"][1]
             for r in query(stack.prometheus, 'probe_success{job=~"probe_.*"}')
         }
-        return found if found == {"probe_ready": "1", "probe_speech": "1"} else None
+        return found if found == dict.fromkeys(mixin.PROBE_JOBS, "1") else None
 
-    wait_for(both, timeout=60, what="both probes to succeed")
+    wait_for(every, timeout=60, what="every probe to succeed")
 
 
 def test_watchdog_reaches_the_heartbeat_receiver(stack: Stack) -> None:
