@@ -111,8 +111,13 @@ class Server:
 
 
 def make_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The parent's environment without EF_/OTEL_ settings that could leak in, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EF_", "OTEL_"))}
+    """The parent's environment without settings that could leak in, plus ``extra``.
+
+    EF_, OTEL_ and PROMETHEUS_MULTIPROC_DIR: a server started by a test gets only what the test
+    gives it (a shared metrics directory would mix the samples of unrelated servers).
+    """
+    leaks = ("EF_", "OTEL_", "PROMETHEUS_MULTIPROC_DIR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(leaks)}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env

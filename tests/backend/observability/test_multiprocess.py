@@ -107,7 +107,11 @@ def test_a_foreign_directory_is_refused_and_left_alone(
 def test_our_directory_is_emptied_of_stale_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(multiprocess.ENV, raising=False)
+    # setenv first, so that monkeypatch restores the variable's absence afterwards: prepare()
+    # exports it itself, and a leaked value would send every later test backend into one
+    # shared metrics directory (each start empties the others' samples).
+    monkeypatch.setenv(multiprocess.ENV, "")
+    monkeypatch.delenv(multiprocess.ENV)
     settings = Settings(workers=2, data_dir=tmp_path)
     first = multiprocess.prepare(settings)
     assert first is not None and (first / multiprocess.MARKER).exists()
