@@ -24,6 +24,8 @@ _DESCRIPTIONS: dict[int, str] = {
     502: "The engine failed to synthesise this text after retries.",
     503: "Engine unavailable or queue full (EF_QUEUE_MAX); retry after Retry-After seconds.",
     504: "Synthesis still running after EF_SYNC_TIMEOUT_S; poll the job named in the body.",
+    507: "The audio cache refused a write or delete (full or read-only): free space in "
+    "EF_DATA_DIR or make it writable, then try again.",
 }
 
 

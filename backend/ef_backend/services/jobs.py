@@ -10,6 +10,7 @@ from ef_backend.observability import metrics
 from ef_backend.services import audio
 from ef_backend.services.cache import AudioCache
 from ef_backend.services.events import JobEvents
+from ef_backend.services.job_wait import job_error
 from ef_backend.services.queue import JobQueue
 from ef_backend.services.speech import SpeechAudio
 
@@ -60,8 +61,14 @@ class JobService:
         return job
 
     def audio(self, job_id: str, *, owner: str | None = None) -> SpeechAudio:
-        """The audio of a succeeded job (JobConflict before that, or once evicted)."""
+        """The audio of a succeeded job (JobConflict before that, or once evicted).
+
+        A job that failed because its audio could not be stored (a full disk) answers its
+        `StorageError` (507): its audio will never exist, "later" would be the wrong advice.
+        """
         job = self._queue.get(job_id, owner=owner)
+        if job.status is JobStatus.failed and job.error_reason == "storage":
+            raise job_error(job)
         if job.status is not JobStatus.succeeded:
             raise JobConflict(
                 f"Job {job_id} is {job.status.value}; its audio exists once it has succeeded.",

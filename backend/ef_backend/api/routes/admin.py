@@ -141,7 +141,7 @@ def cache_stats(admin: AdminDep) -> CacheStatsPublic:
     response_model=CachePurged,
     summary="Purge the audio cache",
     description="Deletes every cached audio file and its metadata; jobs keep their records.",
-    responses=errors(403, 429),
+    responses=errors(403, 429, 507),
 )
 def purge_cache(admin: AdminDep) -> CachePurged:
     removed = admin.purge_cache()

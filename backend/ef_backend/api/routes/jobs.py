@@ -115,7 +115,15 @@ def get_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> JobPublic:
     responses={
         **audio_response("The audio, in the job's format."),
         **errors(
-            401, 404, 409, 422, 429, d409="The job has not succeeded (yet); its status is named."
+            401,
+            404,
+            409,
+            422,
+            429,
+            507,
+            d409="The job has not succeeded (yet); its status is named.",
+            d507="The job failed because its audio could not be stored (a full or read-only "
+            "cache); free space in EF_DATA_DIR, then submit the request again.",
         ),
     },
 )

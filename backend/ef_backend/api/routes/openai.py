@@ -43,7 +43,7 @@ _CREATED = 1704067200
     response_class=Response,
     responses={
         **audio_response("The audio, in `response_format`.", streamed=True),
-        **errors(400, 401, 422, 429, 502, 503, 504, openai=True),
+        **errors(400, 401, 422, 429, 502, 503, 504, 507, openai=True),
     },
 )
 async def create_speech(

@@ -29,7 +29,7 @@ router = APIRouter(
     response_class=Response,
     responses={
         **audio_response("The audio, in the requested format."),
-        **errors(400, 401, 422, 429, 502, 503, 504),
+        **errors(400, 401, 422, 429, 502, 503, 504, 507),
     },
 )
 async def speak(
