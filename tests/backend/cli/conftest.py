@@ -8,7 +8,8 @@ import pytest
 from ef_backend.core import db
 from ef_backend.services.queue import JobQueue
 
-from tests.backend.cli.helpers import ef, env_for, new_job
+from tests.backend.cli.helpers import ef, env_for
+from tests.utils.jobs import new_job
 
 
 @pytest.fixture

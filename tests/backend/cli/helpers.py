@@ -9,9 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ef_backend.models import AudioFormat
-from ef_backend.services.queue import NewJob
-
 from tests.utils.procs import REPO, VENV_BIN, make_env
 
 
@@ -44,18 +41,3 @@ def ef(*args: str, env: Mapping[str, str] | None = None, cwd: Path = REPO) -> Ra
 def env_for(data: Path, **extra: str) -> dict[str, str]:
     """The environment of ``ef`` for the data directory ``data``."""
     return {"EF_DATA_DIR": str(data), **extra}
-
-
-def new_job(key: str) -> NewJob:
-    """A job as the queue stores it (no engine needed)."""
-    return NewJob(
-        text=f"Text {key}.",
-        voice="joe",
-        speed=1.0,
-        format=AudioFormat.wav,
-        cache_key=key,
-        engine="piper",
-        model="joe",
-        client="test",
-        sentence_keys=[key],
-    )

@@ -15,8 +15,9 @@ from ef_backend.backup import schema
 from ef_backend.core import db
 from ef_backend.services.queue import JobQueue
 
-from tests.backend.cli.helpers import ef, env_for, new_job
+from tests.backend.cli.helpers import ef, env_for
 from tests.backend.conftest import BackendFactory
+from tests.utils.jobs import new_job
 from tests.utils.procs import VENV_BIN
 
 WRITERS = 50

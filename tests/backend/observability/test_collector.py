@@ -8,7 +8,6 @@ written through the service's own queue and cache.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,11 @@ from ef_backend.core.config import Settings
 from ef_backend.core.db import migrate
 from ef_backend.models import AudioFormat
 from ef_backend.observability.collector import EchoForgeCollector, sqlite_path
-from ef_backend.services.queue import NewJob
 from ef_backend.services.runtime import Runtime
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.backend.observability.support import samples, value
+from tests.utils.jobs import new_job
 
 
 @pytest.fixture
@@ -42,21 +41,6 @@ def scrape(svc: Runtime | None, settings: Settings) -> str:
     registry = CollectorRegistry()
     registry.register(EchoForgeCollector(settings, lambda: svc))
     return generate_latest(registry).decode()
-
-
-def new_job(text: str) -> NewJob:
-    key = uuid.uuid4().hex * 2
-    return NewJob(
-        text=text,
-        voice="joe",
-        speed=1.0,
-        format=AudioFormat.wav,
-        cache_key=key,
-        engine="piper",
-        model="en_US-joe-medium",
-        client="test",
-        sentence_keys=[key],
-    )
 
 
 def db_files_size(settings: Settings) -> int:

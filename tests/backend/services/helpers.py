@@ -1,4 +1,4 @@
-"""Helpers shared by the service tests: polling, metric reads, job factories."""
+"""Helpers shared by the service tests: polling, metric reads, ffprobe."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from ef_backend.models import AudioFormat
-from ef_backend.services.plan import plan
-from ef_backend.services.queue import NewJob
 from prometheus_client import REGISTRY
 
 from tests.utils.poll import poll_until_async
@@ -47,30 +44,6 @@ def synth_calls() -> float:
             name = "ef_tts_synthesis_duration_seconds_count"
             total += sum(sample.value for sample in family.samples if sample.name == name)
     return total
-
-
-def new_job(
-    text: str,
-    *,
-    engine: str = "piper",
-    model: str = "joe",
-    voice: str = "joe",
-    speed: float = 1.0,
-    format: AudioFormat = AudioFormat.wav,
-) -> NewJob:
-    """A job as `SpeechService` would queue it (text already normalised)."""
-    speech = plan(engine=engine, model=model, voice=voice, speed=speed, format=format, text=text)
-    return NewJob(
-        text=text,
-        voice=voice,
-        speed=speed,
-        format=format,
-        cache_key=speech.key,
-        engine=engine,
-        model=model,
-        client="tests",
-        sentence_keys=speech.sentence_keys,
-    )
 
 
 def listening(port: int) -> bool:

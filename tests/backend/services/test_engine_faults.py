@@ -16,7 +16,8 @@ import pytest
 from ef_backend.models import JobStatus
 
 from tests.backend.services.conftest import ServiceFactory
-from tests.backend.services.helpers import listening, metric, new_job, wait_until
+from tests.backend.services.helpers import listening, metric, wait_until
+from tests.utils.jobs import new_job
 from tests.utils.procs import Server, free_port, start_server
 
 pytestmark = pytest.mark.server

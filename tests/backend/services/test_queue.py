@@ -17,8 +17,8 @@ import pytest
 from ef_backend.core import db
 from ef_backend.core.config import Settings
 from ef_backend.core.errors import JobConflict, JobNotFound, QueueFull
-from ef_backend.models import AudioFormat, JobStatus
-from ef_backend.services.cache import AudioCache, cache_key
+from ef_backend.models import JobStatus
+from ef_backend.services.cache import AudioCache
 from ef_backend.services.engine import EngineClient
 from ef_backend.services.events import JobEvents
 from ef_backend.services.queue import JobQueue, NewJob
@@ -27,21 +27,11 @@ from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from tests.backend.services.conftest import SettingsFactory
+from tests.utils.jobs import new_job as job_of
 
 
 def new_job(n: int, *, voice: str = "joe") -> NewJob:
-    text = f"Job number {n}."
-    return NewJob(
-        text=text,
-        voice=voice,
-        speed=1.0,
-        format=AudioFormat.wav,
-        cache_key=cache_key("piper", "joe", voice, 1.0, AudioFormat.wav, text),
-        engine="piper",
-        model="joe",
-        client="tests",
-        sentence_keys=[cache_key("piper", "joe", voice, 1.0, "wav-sentence", text)],
-    )
+    return job_of(f"Job number {n}.", voice=voice)
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from ef_backend.services.speech import SpeechRequest
 from ef_backend.services.worker import WAITING_FOR_ENGINE
 
 from tests.backend.services.conftest import ServiceFactory
-from tests.backend.services.helpers import listening, metric, new_job, synth_calls, wait_until
+from tests.backend.services.helpers import listening, metric, synth_calls, wait_until
+from tests.utils.jobs import new_job
 from tests.utils.procs import Server, free_port, start_ef_tts, start_server
 
 pytestmark = pytest.mark.server
