@@ -118,6 +118,7 @@ bench: venv system-deps
 	$(PY) bench/capacity.py
 	$(PY) bench/engine_load.py
 	$(PY) bench/fuzz.py
+	$(PY) bench/alert_detection.py
 	$(PY) bench/soak.py
 
 clean:

@@ -1,8 +1,10 @@
-"""The instrumentation benchmark keeps working: a short run of bench/instrumentation.py.
+"""The benchmarks keep working: short runs of bench/instrumentation.py and
+bench/alert_detection.py.
 
 Speed is never asserted here (docs/performance.md holds the figures); this checks that every
-part of the harness runs (ef_tts, one backend per configuration with its cache hit primed, the
-OTLP sink, wrk) and that it reports every configuration it was asked for.
+part of a harness runs (ef_tts, one backend per configuration with its cache hit primed, the
+OTLP sink, wrk; the whole alert path down to the SMTP server) and that it reports what it was
+asked for.
 """
 
 from __future__ import annotations
@@ -55,3 +57,35 @@ def test_a_short_benchmark_run_reports_every_configuration(tmp_path: Path) -> No
         proc.stdout,
         flags=re.M,
     )
+
+
+def test_a_short_alert_detection_run_times_the_backend_down_email(tmp_path: Path) -> None:
+    out = tmp_path / "alert.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench/alert_detection.py"), "--runs", "1", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    [run] = data["runs"]
+    assert (run["alert"], run["severity"]) == ("EFBackendDown", "critical")
+    assert run["subject"] == "[EchoForge] [FIRING:1] EFBackendDown (critical)"
+    assert 0 < run["fired"] < run["seconds"] == data["measured_s"]["median"]
+    # The intervals are read from the configuration that ran: the e2e test's shortened ones.
+    assert data["computed_s"]["shortened"] == {
+        "scrape": 1,
+        "evaluation": 1,
+        "hold": 2,
+        "group_wait": 1,
+        "best": 3,
+        "worst": 6,
+    }
+    assert re.search(
+        r"^\| shortened \(e2e test's\) \| 1 s \| 1 s \| 2 s \| 1 s \| 3 s - 6 s \| "
+        r"[\d.]+ / [\d.]+ / [\d.]+ s \(n = 1\) \|$",
+        proc.stdout,
+        flags=re.M,
+    ), proc.stdout

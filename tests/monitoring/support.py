@@ -9,6 +9,7 @@ import re
 import shutil
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -291,6 +292,8 @@ class SmtpSink:
     password: str = "s3cret-for-the-test-only"
     port: int = field(default_factory=free_port)
     messages: list[EmailMessage] = field(default_factory=list)
+    #: When each message arrived (``time.monotonic()``), in the order of ``messages``.
+    arrived: list[float] = field(default_factory=list)
     logins: list[str] = field(default_factory=list)
     #: With a context the server offers STARTTLS and refuses mail before it.
     tls_context: ssl.SSLContext | None = None
@@ -302,9 +305,11 @@ class SmtpSink:
         # (loopback only, for the test) and the warning would fail the test run.
         if not session.authenticated:
             return "530 5.7.0 Authentication required"
+        arrived = time.monotonic()
         message = message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
             self.messages.append(message)
+            self.arrived.append(arrived)
         return "250 Message accepted for delivery"
 
     def _authenticate(
@@ -345,6 +350,11 @@ class SmtpSink:
     def snapshot(self) -> list[EmailMessage]:
         with self._lock:
             return list(self.messages)
+
+    def timed(self) -> list[tuple[float, EmailMessage]]:
+        """Every message with its arrival time (``time.monotonic()``)."""
+        with self._lock:
+            return list(zip(self.arrived, self.messages, strict=True))
 
     def wait_for(
         self, predicate: Callable[[EmailMessage], bool], *, timeout: float, what: str

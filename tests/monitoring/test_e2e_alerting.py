@@ -1,17 +1,11 @@
-"""The whole alert path on loopback, with the versioned configuration.
+"""The whole alert path on loopback, with the versioned configuration (the stack and what is
+rewritten for one machine: tests/monitoring/alerting_stack.py).
 
-A real ef_backend, a real Piper ef_tts, the disk exporter, the Debian blackbox exporter,
-Prometheus and Alertmanager (started through render.sh, as the container starts it) and an SMTP
-server (aiosmtpd, with a login) run together; the runbooks are served over HTTP as a browsable
-repository serves them. Only what cannot be the same on one machine is rewritten, in a copy:
-targets become 127.0.0.1 ports (the probes go to the backend, not through a proxy), scrape and
-evaluation intervals 1 s, EFBackendDown's ``for:`` 2 s, the smarthost and its password file,
-group waits 1 s. The link base URLs and webhooks come from the environment, as .env gives them.
-Then: every target is up; after some traffic every dashboard query returns data; every metric
-the rules and dashboards read exists in the live /metrics of the services; the probes succeed;
-the backend is stopped and the EFBackendDown email arrives with its runbook, dashboard and
-silence links, each of which works; it restarts and the resolved email arrives. The tests run in
-file order on one stack.
+Every target is up; after some traffic every dashboard query returns data; every metric the
+rules and dashboards read exists in the live /metrics of the services; the probes succeed; the
+backend is stopped and the EFBackendDown email arrives with its runbook, dashboard and silence
+links, each of which works; it restarts and the resolved email arrives. The tests run in file
+order on one stack. How long the email takes is measured by bench/alert_detection.py.
 """
 
 from __future__ import annotations
@@ -19,43 +13,30 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-import yaml
 
 from monitoring.mixin import config as mixin
+from tests.monitoring.alerting_stack import (
+    GRAFANA_URL,
+    AlertingStack,
+    alerting_stack,
+    is_backend_down_email,
+)
 from tests.monitoring.support import (
-    ALERTS_DIR,
-    PROMETHEUS_YML,
-    RECORDING_DIR,
-    SmtpSink,
-    StaticSite,
-    WebhookSink,
-    alertmanager_for_test,
-    blackbox_config,
     dashboard_queries,
     dashboards,
     exposed_names,
-    load_yaml,
     panels,
     query,
-    start_alertmanager,
-    start_backend,
-    start_blackbox,
-    start_disk_exporter,
-    start_prometheus,
     text_body,
     used_metric_names,
     wait_for,
 )
-from tests.utils.procs import REPO, Server, free_port
+from tests.utils.procs import Server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -63,156 +44,16 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 SYNTHETIC = {"up", "ALERTS"}
 
 
-@dataclass
-class Stack:
-    workdir: Path
-    smtp: SmtpSink
-    heartbeat: WebhookSink
-    runbooks: StaticSite
-    tts: Server
-    backend: Server
-    disk: Server
-    blackbox: Server
-    alertmanager: Server
-    prometheus: Server
-    data_dir: Path
-
-    def restart_backend(self) -> None:
-        self.backend = start_backend(
-            self.workdir,
-            port=self.backend.port,
-            tts_url=self.tts.url,
-            data_dir=self.data_dir,
-            env=TRACED,
-        ).wait_ready("/health/ready", timeout=120)
-
-
 #: The backend traces every request (spans to stderr, i.e. its log file), so that its latency
 #: histograms carry trace-id exemplars for Prometheus to store.
 TRACED = {"OTEL_TRACES_EXPORTER": "console"}
 
 
-def _rules_for_test(target: Path) -> Path:
-    """Copies of the versioned rules: group intervals follow the global 1 s, and only the
-    alert this test waits for gets a short ``for:``."""
-    target.mkdir()
-    for source in [*sorted(ALERTS_DIR.glob("*.rules.yml")), *sorted(RECORDING_DIR.glob("*.yml"))]:
-        rules = load_yaml(source)
-        for group in rules["groups"]:
-            group.pop("interval", None)
-            for rule in group["rules"]:
-                if rule.get("alert") == "EFBackendDown":
-                    rule["for"] = "2s"
-        (target / source.name).write_text(yaml.safe_dump(rules, sort_keys=False))
-    return target
-
-
-def _prometheus_for_test(
-    rules_dir: Path, ports: dict[str, int], am_port: int, probe_targets: dict[str, str]
-) -> dict[str, Any]:
-    config: dict[str, Any] = load_yaml(PROMETHEUS_YML)
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(rules_dir / "*.yml")]
-    config["alerting"]["alertmanagers"] = [
-        {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
-    ]
-    jobs = [job["job_name"] for job in config["scrape_configs"]]
-    assert sorted(jobs) == sorted([*ports, *probe_targets]), "a scrape job changed: map it here"
-    for job in config["scrape_configs"]:
-        name = job["job_name"]
-        if name in probe_targets:  # probed through the blackbox exporter
-            job.update(scrape_interval="2s", scrape_timeout="2s")
-            job["static_configs"] = [{"targets": [probe_targets[name]]}]
-            for relabel in job["relabel_configs"]:
-                if relabel.get("target_label") == "__address__":
-                    relabel["replacement"] = f"127.0.0.1:{ports[mixin.JOB_BLACKBOX]}"
-        else:
-            job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[name]}"]}]
-        job.pop("basic_auth", None)  # these test servers run without a web config
-    return config
-
-
-#: Where the emails' links point, as .env would set them (no Grafana runs here: its links are
-#: checked against the generated dashboards).
-GRAFANA_URL = "http://grafana.test:3000"
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, piper_tts: Server) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, piper_tts: Server) -> Iterator[AlertingStack]:
     workdir = tmp_path_factory.mktemp("e2e-alerting")
-    data_dir = workdir / "data"
-    smtp = SmtpSink().start()
-    heartbeat = WebhookSink().__enter__()
-    runbooks = StaticSite(REPO).__enter__()
-    started: list[Server] = []
-    stack: Stack | None = None
-    try:
-        backend = start_backend(
-            workdir, port=free_port(), tts_url=piper_tts.url, data_dir=data_dir, env=TRACED
-        ).wait_ready("/health/ready", timeout=120)
-        started.append(backend)
-        disk = start_disk_exporter(workdir, port=free_port(), paths=[data_dir])
-        started.append(disk)
-        key_file = workdir / "probe_api_key"
-        key_file.write_text("any key: API keys are off in this backend")
-        blackbox = start_blackbox(workdir, blackbox_config(key_file), port=free_port())
-        started.append(blackbox)
-
-        password = workdir / "smtp_password"
-        password.write_text(smtp.password)  # no newline: Alertmanager sends the file as is
-        am_port = free_port()
-        am_dir = workdir / "alertmanager"
-        am_dir.mkdir()
-        alertmanager = start_alertmanager(
-            am_dir,
-            alertmanager_for_test(smtp, password),
-            port=am_port,
-            webhooks={"EF_WATCHDOG_PING_URL": heartbeat.url},
-        )
-        started.append(alertmanager)
-
-        prom_port = free_port()
-        prom_dir = workdir / "prometheus"
-        prom_dir.mkdir()
-        ports = {
-            mixin.JOB_BACKEND: backend.port,
-            mixin.JOB_TTS: piper_tts.port,
-            mixin.JOB_DISK: disk.port,
-            mixin.JOB_PROMETHEUS: prom_port,
-            mixin.JOB_ALERTMANAGER: am_port,
-            mixin.JOB_BLACKBOX: blackbox.port,
-        }
-        probes = {
-            mixin.JOB_PROBE_READY: f"{backend.url}/health/ready",
-            mixin.JOB_PROBE_SPEECH: f"{backend.url}/api/v1/speech",
-            mixin.JOB_PROBE_ENGINE: f"{backend.url}/health/tts",
-        }
-        config = _prometheus_for_test(_rules_for_test(prom_dir / "rules"), ports, am_port, probes)
-        links = {"EF_GRAFANA_URL": GRAFANA_URL, "EF_RUNBOOKS_URL": f"{runbooks.url}/runbooks"}
-        prometheus = start_prometheus(prom_dir, config, port=prom_port, env=links)
-        started.append(prometheus)
-        stack = Stack(
-            workdir,
-            smtp,
-            heartbeat,
-            runbooks,
-            piper_tts,
-            backend,
-            disk,
-            blackbox,
-            alertmanager,
-            prometheus,
-            data_dir,
-        )
-        yield stack
-    finally:
-        if stack is not None:
-            started[0] = stack.backend  # the one running now, if it was restarted
-        for server in reversed(started):
-            server.stop()
-        runbooks.__exit__(None, None, None)
-        heartbeat.__exit__(None, None, None)
-        smtp.stop()
+    with alerting_stack(workdir, piper_tts, backend_env=TRACED) as running:
+        yield running
 
 
 def _traffic(backend: Server) -> None:
@@ -246,7 +87,7 @@ def _traffic(backend: Server) -> None:
         assert client.post("/api/v1/speech", json={"text": ""}).status_code in (400, 422)
 
 
-def test_every_target_is_up(stack: Stack) -> None:
+def test_every_target_is_up(stack: AlertingStack) -> None:
     def all_up() -> dict[str, str] | None:
         targets = httpx.get(f"{stack.prometheus.url}/api/v1/targets", timeout=5).json()
         health = {t["labels"]["job"]: t["health"] for t in targets["data"]["activeTargets"]}
@@ -266,7 +107,7 @@ def test_every_target_is_up(stack: Stack) -> None:
     )
 
 
-def test_the_probes_succeed(stack: Stack) -> None:
+def test_the_probes_succeed(stack: AlertingStack) -> None:
     """The blackbox exporter, scraped by Prometheus, gets a ready backend and audio back."""
 
     def every() -> dict[str, str] | None:
@@ -279,14 +120,14 @@ def test_the_probes_succeed(stack: Stack) -> None:
     wait_for(every, timeout=60, what="every probe to succeed")
 
 
-def test_watchdog_reaches_the_heartbeat_receiver(stack: Stack) -> None:
+def test_watchdog_reaches_the_heartbeat_receiver(stack: AlertingStack) -> None:
     body = wait_for(lambda: stack.heartbeat.bodies, timeout=60, what="a Watchdog heartbeat")[0]
     assert body["receiver"] == "heartbeat"
     assert [a["labels"]["alertname"] for a in body["alerts"]] == ["Watchdog"]
     assert all("Watchdog" not in str(m["Subject"]) for m in stack.smtp.snapshot())
 
 
-def test_metric_contract(stack: Stack) -> None:
+def test_metric_contract(stack: AlertingStack) -> None:
     """Every metric the rules and dashboards read is exposed by a running service."""
     _traffic(stack.backend)
     exposed = {
@@ -314,7 +155,7 @@ def test_metric_contract(stack: Stack) -> None:
     assert {n for n in used if n.startswith("ef_disk_")} <= exposed["ef_disk_exporter"]
 
 
-def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+def test_every_dashboard_query_returns_data(stack: AlertingStack) -> None:
     queries = [
         (uid, title, expr.replace("$__rate_interval", "1m"))
         for uid, title, expr in dashboard_queries()
@@ -345,7 +186,7 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
         pytest.fail("queries without data:\n" + "\n".join(missing))
 
 
-def test_prometheus_stores_trace_exemplars(stack: Stack) -> None:
+def test_prometheus_stores_trace_exemplars(stack: AlertingStack) -> None:
     """Scraped as OpenMetrics, the latency histograms hand Prometheus exemplars with the trace
     id: what makes an exemplar on a Grafana latency panel open its trace."""
     started = time.time() - 600
@@ -367,19 +208,13 @@ def test_prometheus_stores_trace_exemplars(stack: Stack) -> None:
     assert all(re.fullmatch(r"[0-9a-f]{32}", labels["trace_id"]) for labels in found), found
 
 
-def _is(message: EmailMessage, status: str, instance: str) -> bool:
-    """The EFBackendDown email of ``status`` for this backend ``instance``. Under load the first
-    rule evaluation can come before the first scrape: ``absent(up)`` then fires briefly with no
-    instance, and that early email (and its resolution) is not the one these tests wait for."""
-    subject = str(message["Subject"])
-    return "EFBackendDown" in subject and f"[{status}" in subject and instance in text_body(message)
-
-
-def test_backend_down_sends_the_email_with_its_runbook(stack: Stack) -> None:
+def test_backend_down_sends_the_email_with_its_runbook(stack: AlertingStack) -> None:
     stack.backend.stop()
-    instance = f"127.0.0.1:{stack.backend.port}"
+    instance = stack.backend_instance
     email = stack.smtp.wait_for(
-        lambda m: _is(m, "FIRING", instance), timeout=90, what="the EFBackendDown email"
+        lambda m: is_backend_down_email(m, "FIRING", instance),
+        timeout=90,
+        what="the EFBackendDown email",
     )
     assert email["To"] == "ops@example.org"
     assert "(critical)" in str(email["Subject"])
@@ -451,11 +286,13 @@ def _silence(alertmanager: Server, labels: dict[str, str]) -> None:
     httpx.delete(f"{alertmanager.url}/api/v2/silence/{silence_id}", timeout=10)
 
 
-def test_backend_back_sends_the_resolved_email(stack: Stack) -> None:
+def test_backend_back_sends_the_resolved_email(stack: AlertingStack) -> None:
     stack.restart_backend()
-    instance = f"127.0.0.1:{stack.backend.port}"
+    instance = stack.backend_instance
     email = stack.smtp.wait_for(
-        lambda m: _is(m, "RESOLVED", instance), timeout=120, what="the resolved email"
+        lambda m: is_backend_down_email(m, "RESOLVED", instance),
+        timeout=120,
+        what="the resolved email",
     )
     body = text_body(email)
     assert body.startswith("RESOLVED: EFBackendDown (critical)")
