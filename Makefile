@@ -114,6 +114,7 @@ screenshots: system-deps venv
 bench: venv system-deps
 	$(PY) bench/instrumentation.py
 	$(PY) bench/cache_hit.py
+	$(PY) bench/proxy_cache_hit.py
 	$(PY) bench/synthesis.py
 	$(PY) bench/capacity.py
 	$(PY) bench/engine_load.py

@@ -1,4 +1,5 @@
-"""The end-to-end benchmarks keep working: short runs of bench/cache_hit.py and bench/soak.py.
+"""The end-to-end benchmarks keep working: short runs of bench/cache_hit.py,
+bench/proxy_cache_hit.py and bench/soak.py.
 
 Speed is never asserted (docs/performance.md and docs/reliability.md hold the figures); this
 checks that the harness starts its stack, loads it and reports every row it promises.
@@ -38,6 +39,17 @@ def test_a_short_cache_hit_run_reports_every_route(tmp_path: Path) -> None:
     ratios = data["ratios"]
     assert isinstance(ratios, dict) and set(ratios) == {"speech", "openai", "job_audio"}
     assert all(value[0] > 0 for value in ratios.values())
+
+
+def test_a_short_proxy_cache_hit_run_reports_its_ratio(tmp_path: Path) -> None:
+    """Real nginx (Debian's, ``make system-deps``) with the project's templates."""
+    stdout, data = _run(["bench/proxy_cache_hit.py", "--rounds", "1", "--duration", "1"], tmp_path)
+    assert "| proxy/static |" in stdout and "| backend/static (context) |" in stdout
+    ratios = data["ratios"]
+    assert isinstance(ratios, dict) and set(ratios) == {"proxy/static", "backend/static"}
+    assert all(value[0] > 0 for value in ratios.values())
+    proxied = data["proxied_hits"]
+    assert isinstance(proxied, int) and proxied > 0
 
 
 def test_a_short_soak_reports_its_verdicts(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Debian's nginx on loopback.
 The image (proxy/Dockerfile) sources ``15-echoforge.envsh`` and then runs its template step;
 ``render`` does the same with ``tests/proxy/render.sh``, a copy of that step. ``nginx_conf``
 writes the top-level configuration the image ships (temp paths, mime types, ``conf.d/*.conf``),
-plus, when asked, the frontend image's server (frontend/nginx.conf, serving ``frontend/``).
+plus, when asked, the frontend image's server (frontend/nginx.conf, serving ``frontend/``) and
+other servers of the caller's (bench/proxy_cache_hit.py adds a plain static one).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.utils.procs import REPO, Server, free_port, start_server
@@ -64,11 +65,15 @@ def frontend_conf(out: Path, port: int) -> Path:
     return path
 
 
-def nginx_conf(out: Path, *, frontend_port: int | None = None) -> Path:
-    """The image's nginx.conf around ``conf.d/``; with ``frontend_port``, the frontend too."""
-    frontend = ""
+def nginx_conf(
+    out: Path, *, frontend_port: int | None = None, includes: Sequence[Path] = ()
+) -> Path:
+    """The image's nginx.conf around ``conf.d/``; with ``frontend_port``, the frontend too, and
+    ``includes`` (more server blocks) in the same http context: the same workers and settings."""
+    extra = [*includes]
     if frontend_port is not None:
-        frontend = f"    include {frontend_conf(out, frontend_port)};\n"
+        extra.insert(0, frontend_conf(out, frontend_port))
+    more = "".join(f"    include {path};\n" for path in extra)
     user = "user root root;\n" if os.getuid() == 0 else ""
     conf = out / "nginx.conf"
     conf.write_text(
@@ -86,14 +91,18 @@ def nginx_conf(out: Path, *, frontend_port: int | None = None) -> Path:
         "    sendfile on;\n"
         "    keepalive_timeout 65;\n"
         "    include conf.d/*.conf;\n"
-        f"{frontend}"
+        f"{more}"
         "}\n"
     )
     return conf
 
 
 def start_proxy(
-    out: Path, env: Mapping[str, str], *, frontend_port: int | None = None
+    out: Path,
+    env: Mapping[str, str],
+    *,
+    frontend_port: int | None = None,
+    includes: Sequence[Path] = (),
 ) -> tuple[Server, dict[str, int]]:
     """Render, check (``nginx -t``) and start nginx; returns it and its ports (http, tls)."""
     ports = {"http": free_port(), "tls": free_port()}
@@ -105,7 +114,7 @@ def start_proxy(
     rendered = render(out, full_env)
     if rendered.returncode != 0:
         raise RuntimeError(f"rendering failed: {rendered.stderr}")
-    conf = nginx_conf(out, frontend_port=frontend_port)
+    conf = nginx_conf(out, frontend_port=frontend_port, includes=includes)
     check = subprocess.run(
         [NGINX, "-t", "-p", str(out), "-c", str(conf)], capture_output=True, text=True, check=False
     )
