@@ -23,6 +23,7 @@ raised (``EF_PROXY_RATE``, ``EF_PROXY_BURST``, ``EF_PROXY_CONN_LIMIT``): one wrk
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -72,7 +73,7 @@ def extra_conf(out: Path, port: int, root: Path) -> Path:
 def check_accel(backend: str, proxy: str, static: str, cache_dir: Path) -> str:
     """The cache file's path relative to the cache, once (a) is shown to go via X-Accel."""
     direct = httpx.post(backend + SPEECH, json=BODY, timeout=30)
-    accel = direct.headers.get("x-accel-redirect", "")
+    accel = str(direct.headers.get("x-accel-redirect", ""))
     if direct.status_code != 200 or direct.content or not accel.startswith(ACCEL_PREFIX):
         raise RuntimeError(f"the backend did not answer with X-Accel-Redirect: {direct.headers}")
     relative = accel.removeprefix(ACCEL_PREFIX)
@@ -104,6 +105,20 @@ def check_log(accel_log: Path, start: int, relative: str, size: int, cut: int) -
     if bad or len(others) > cut or not whole:
         raise RuntimeError(f"{len(others)} of {len(posts)} proxied hits were not the file: {bad}")
     return whole
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds used so far by the processes of one process group (a server and its workers:
+    each test server runs in its own session)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -149,20 +164,28 @@ def main() -> int:
             "backend": (backend.url + SPEECH, BODY),
         }
         names = list(targets)
+        groups = {
+            g: srv.proc.pid for g, srv in (("nginx", nginx), ("backend", backend)) if srv.proc
+        }
         rates: dict[str, list[float]] = {name: [] for name in names}
+        # CPU microseconds per request of each server, per burst: robust to a busy machine.
+        cpu: dict[str, dict[str, list[float]]] = {n: {g: [] for g in groups} for n in names}
         for round_no in range(args.rounds):
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for name in order:
                 url, body = targets[name]
-                rates[name].append(
-                    wrk(
-                        url,
-                        duration=args.duration,
-                        connections=args.connections,
-                        body=body,
-                        scripts=root,
-                    )
+                before = {g: group_cpu(pgid) for g, pgid in groups.items()}
+                rate = wrk(
+                    url,
+                    duration=args.duration,
+                    connections=args.connections,
+                    body=body,
+                    scripts=root,
                 )
+                rates[name].append(rate)
+                for g, pgid in groups.items():
+                    used = group_cpu(pgid) - before[g]
+                    cpu[name][g].append(used * 1e6 / (rate * max(1, round(args.duration))))
         check_accel(backend.url, proxy, static, cache_dir)
         proxied = check_log(accel_log, start, relative, size, cut=args.rounds * args.connections)
     ratios = {
@@ -175,11 +198,15 @@ def main() -> int:
         f"a {size}-byte WAV; {proxied} proxied hits sent whole by nginx after X-Accel-Redirect"
     )
     print()
-    print("| target | req/s (median) | per round |")
-    print("|---|---|---|")
+    print("| target | req/s (median) | per round | CPU per request: nginx | backend |")
+    print("|---|---|---|---|---|")
     for name in names:
         per_round = ", ".join(f"{rate:.0f}" for rate in rates[name])
-        print(f"| {name} | {statistics.median(rates[name]):.0f} | {per_round} |")
+        us = {g: f"{statistics.median(v):.0f} µs" for g, v in cpu[name].items()}
+        print(
+            f"| {name} | {statistics.median(rates[name]):.0f} | {per_round} "
+            f"| {us['nginx']} | {us['backend']} |"
+        )
     print()
     print("| ratio (median of paired rounds) | measured | target | |")
     print("|---|---|---|---|")
@@ -191,6 +218,7 @@ def main() -> int:
         args.json,
         {
             "req_per_s": rates,
+            "cpu_us_per_request": cpu,
             "ratios": ratios,
             "target": TARGET,
             "file_bytes": size,

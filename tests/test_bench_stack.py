@@ -48,6 +48,8 @@ def test_a_short_proxy_cache_hit_run_reports_its_ratio(tmp_path: Path) -> None:
     ratios = data["ratios"]
     assert isinstance(ratios, dict) and set(ratios) == {"proxy/static", "backend/static"}
     assert all(value[0] > 0 for value in ratios.values())
+    cpu = data["cpu_us_per_request"]
+    assert isinstance(cpu, dict) and set(cpu) == {"proxy", "static", "backend"}
     proxied = data["proxied_hits"]
     assert isinstance(proxied, int) and proxied > 0
 
