@@ -13,7 +13,6 @@ Target (docs/performance.md): every route at least 0.5x /health/live.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -23,7 +22,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import ratio_row, stack, workdir, write_json, wrk
+from bench.stack import burst_parser, ratio_row, rotated, stack, workdir, write_json, wrk
 
 TARGET = 0.5
 #: About 2.5 s of speech, a WAV of about 100 kB: the size the issue measured.
@@ -62,13 +61,7 @@ def prime(base: str) -> dict[str, tuple[str, dict[str, object] | None]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds of wrk per burst")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
-    args = parser.parse_args()
+    args = burst_parser(__doc__).parse_args()
 
     with workdir(args.keep) as root, stack(root) as running:
         running.engine()
@@ -77,8 +70,7 @@ def main() -> int:
         names = list(targets)
         rates: dict[str, list[float]] = {name: [] for name in names}
         for round_no in range(args.rounds):
-            order = names[round_no % len(names) :] + names[: round_no % len(names)]
-            for name in order:
+            for name in rotated(names, round_no):
                 path, body = targets[name]
                 rates[name].append(
                     wrk(

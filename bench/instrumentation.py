@@ -18,7 +18,6 @@ Target (docs/performance.md): metrics only at most 5 %.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.apps import CONFIGS
 from bench.cache_hit import TEXT
-from bench.stack import REPO, ratio_row, stack, workdir, write_json, wrk
+from bench.stack import REPO, burst_parser, ratio_row, rotated, stack, workdir, write_json, wrk
 from tests.utils.procs import Server, free_port, start_server
 
 TARGETS = {"metrics": 0.05}
@@ -72,13 +71,8 @@ def start_backend(config: str, root: Path, tts_url: str, sink: str) -> Server:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = burst_parser(__doc__, rounds=5)
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds of wrk per burst")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
     args = parser.parse_args()
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if "off" not in configs or set(configs) - set(CONFIGS):
@@ -98,8 +92,7 @@ def main() -> int:
             rates: dict[str, list[float]] = {config: [] for config in configs}
             cpu_us: dict[str, list[float]] = {config: [] for config in configs}
             for round_no in range(args.rounds):
-                shift = round_no % len(configs)
-                for config in configs[shift:] + configs[:shift]:
+                for config in rotated(configs, round_no):
                     url = backends[config].url + "/api/v1/speech"
                     assert backends[config].proc is not None
                     process = psutil.Process(backends[config].proc.pid)

@@ -22,8 +22,6 @@ raised (``EF_PROXY_RATE``, ``EF_PROXY_BURST``, ``EF_PROXY_CONN_LIMIT``): one wrk
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -32,7 +30,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import ratio_row, stack, workdir, write_json, wrk
+from bench.stack import (
+    burst_parser,
+    cpu_seconds,
+    ratio_row,
+    rotated,
+    stack,
+    workdir,
+    write_json,
+    wrk,
+)
 from tests.proxy.nginx import start_proxy
 from tests.utils.procs import free_port
 
@@ -107,28 +114,8 @@ def check_log(accel_log: Path, start: int, relative: str, size: int, cut: int) -
     return whole
 
 
-def group_cpu(pgid: int) -> float:
-    """CPU seconds used so far by the processes of one process group (a server and its workers:
-    each test server runs in its own session)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds of wrk per burst")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs, data and nginx's files here")
-    args = parser.parse_args()
+    args = burst_parser(__doc__).parse_args()
 
     with workdir(args.keep) as root, stack(root) as running:
         running.engine()
@@ -171,10 +158,9 @@ def main() -> int:
         # CPU microseconds per request of each server, per burst: robust to a busy machine.
         cpu: dict[str, dict[str, list[float]]] = {n: {g: [] for g in groups} for n in names}
         for round_no in range(args.rounds):
-            order = names[round_no % len(names) :] + names[: round_no % len(names)]
-            for name in order:
+            for name in rotated(names, round_no):
                 url, body = targets[name]
-                before = {g: group_cpu(pgid) for g, pgid in groups.items()}
+                before = {g: cpu_seconds(pgid) for g, pgid in groups.items()}
                 rate = wrk(
                     url,
                     duration=args.duration,
@@ -184,7 +170,7 @@ def main() -> int:
                 )
                 rates[name].append(rate)
                 for g, pgid in groups.items():
-                    used = group_cpu(pgid) - before[g]
+                    used = cpu_seconds(pgid) - before[g]
                     cpu[name][g].append(used * 1e6 / (rate * max(1, round(args.duration))))
         check_accel(backend.url, proxy, static, cache_dir)
         proxied = check_log(accel_log, start, relative, size, cut=args.rounds * args.connections)

@@ -7,6 +7,7 @@ Every benchmark prints a Markdown table and can write its figures as JSON (``--j
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import re
@@ -14,11 +15,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
 
 from tests.utils.procs import Server, start_ef_backend, start_ef_tts  # noqa: E402
 
@@ -26,8 +29,11 @@ __all__ = [
     "REPO",
     "Server",
     "Stack",
+    "burst_parser",
+    "cpu_seconds",
     "percentile",
     "ratio_row",
+    "rotated",
     "stack",
     "workdir",
     "write_json",
@@ -131,6 +137,31 @@ def wrk(
     if rate is None:
         raise RuntimeError(f"cannot read wrk output:\n{out}")
     return float(rate.group(1))
+
+
+def burst_parser(doc: str, *, rounds: int = 4) -> argparse.ArgumentParser:
+    """The options of a benchmark made of wrk bursts in rounds (its docstring's first paragraph
+    as the description)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds of wrk per burst")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep logs and data here")
+    return parser
+
+
+def rotated(names: Sequence[str], round_no: int) -> list[str]:
+    """The order of round ``round_no``: each name goes first in turn, so that none is always
+    measured right after the same other one."""
+    shift = round_no % len(names)
+    return [*names[shift:], *names[:shift]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a server and its children (nginx's workers)."""
+    server = psutil.Process(pid)
+    return sum(sum(p.cpu_times()[:2]) for p in [server, *server.children(recursive=True)])
 
 
 def percentile(values: list[float], q: float) -> float:
