@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import BinaryIO
 
-import anyio
 from fastapi import Response
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -44,7 +43,7 @@ class AudioFileResponse(FileResponse):
         if scope["type"] != "http" or scope["method"] == "HEAD" or _has_range(scope):
             await super().__call__(scope, receive, send)
             return
-        file, chunk = await anyio.to_thread.run_sync(self._open_first)
+        file, chunk = await asyncio.to_thread(self._open_first)
         try:
             await send(
                 {
@@ -56,7 +55,7 @@ class AudioFileResponse(FileResponse):
             more = len(chunk) == self.chunk_size
             await send({"type": "http.response.body", "body": chunk, "more_body": more})
             while more:
-                chunk = await anyio.to_thread.run_sync(file.read, self.chunk_size)
+                chunk = await asyncio.to_thread(file.read, self.chunk_size)
                 more = len(chunk) == self.chunk_size
                 await send({"type": "http.response.body", "body": chunk, "more_body": more})
         finally:

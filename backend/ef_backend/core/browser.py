@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from ef_backend.core.errors import Forbidden
@@ -38,6 +39,7 @@ def host_name(host: str) -> str:
     return host
 
 
+@lru_cache(maxsize=256)  # every request's Host; a handful of distinct values
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)

@@ -21,6 +21,7 @@ import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ef_backend.core.errors import Forbidden, Unauthorized
@@ -50,6 +51,7 @@ class Caller:
         return self.key_name or ANONYMOUS
 
 
+@lru_cache(maxsize=4096)  # parsed on every request; addresses repeat, the cache is bounded
 def _parse(address: str | None) -> Address | None:
     if not address:
         return None

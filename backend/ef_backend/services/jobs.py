@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import timedelta
 
 from ef_backend.core.errors import JobConflict
-from ef_backend.models import Job, JobStatus
+from ef_backend.models import AudioFormat, Job, JobStatus
 from ef_backend.observability import metrics
 from ef_backend.services import audio
 from ef_backend.services.cache import AudioCache
@@ -18,14 +22,31 @@ __all__ = ["JobService"]
 
 log = logging.getLogger(__name__)
 
+#: Succeeded jobs whose audio `known_audio` answers without the database (a few hundred bytes
+#: each). A succeeded job never changes, and only the retention deletes it: at a time known in
+#: advance (``finished_at`` + EF_JOB_RETENTION_DAYS), whichever process does it.
+KNOWN_AUDIO_MAX = 4096
+
+
+@dataclass(frozen=True)
+class _Succeeded:
+    client: str
+    cache_key: str
+    format: AudioFormat
+    until: float
+
 
 class JobService:
     """Reads and changes jobs in the queue; blocking (routes run it in the thread pool)."""
 
-    def __init__(self, *, queue: JobQueue, cache: AudioCache, events: JobEvents) -> None:
+    def __init__(
+        self, *, queue: JobQueue, cache: AudioCache, events: JobEvents, retention: timedelta
+    ) -> None:
+        self._retention = retention
         self._queue = queue
         self._cache = cache
         self._events = events
+        self._succeeded: OrderedDict[str, _Succeeded] = OrderedDict()
 
     # ``owner``: the caller's API key name; another key's job is "not found". None (keys off,
     # or the admin API) sees every job.
@@ -83,4 +104,29 @@ class JobService:
                 job_id=job_id,
                 job_status=job.status.value,
             )
+        self._remember(job)
         return SpeechAudio(stored, audio.MEDIA_TYPES[job.format], True, job_id, job.cache_key)
+
+    def known_audio(self, job_id: str, *, owner: str | None = None) -> SpeechAudio | None:
+        """The audio of a job `audio` answered before, from memory and one ``stat`` (no
+        database, so it runs on the event loop); None: ask `audio`. A player fetches one job's
+        audio again and again (``Range`` requests)."""
+        known = self._succeeded.get(job_id)
+        if known is None or (owner is not None and known.client != owner):
+            return None
+        if known.until <= time.time():  # the retention may have deleted it: ask the database
+            self._succeeded.pop(job_id, None)
+            return None
+        stored = self._cache.get_known(known.cache_key, record=False)
+        if stored is None:
+            return None
+        return SpeechAudio(stored, audio.MEDIA_TYPES[known.format], True, job_id, known.cache_key)
+
+    def _remember(self, job: Job) -> None:
+        if job.finished_at is None:
+            return
+        until = (job.finished_at + self._retention).timestamp()
+        self._succeeded[job.id] = _Succeeded(job.client, job.cache_key, job.format, until)
+        self._succeeded.move_to_end(job.id)
+        while len(self._succeeded) > KNOWN_AUDIO_MAX:
+            self._succeeded.popitem(last=False)

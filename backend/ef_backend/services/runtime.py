@@ -86,7 +86,12 @@ class Runtime:
             engine=self.engine,
             waiter=JobWaiter(queue=self.queue, events=self.events, workers=self.workers),
         )
-        self.jobs = JobService(queue=self.queue, cache=self.cache, events=self.events)
+        self.jobs = JobService(
+            queue=self.queue,
+            cache=self.cache,
+            events=self.events,
+            retention=timedelta(days=self.settings.job_retention_days),
+        )
         self.admin = AdminService(
             settings=settings, queue=self.queue, cache=self.cache, workers=self.workers
         )

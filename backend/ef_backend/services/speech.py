@@ -210,6 +210,18 @@ class SpeechService:
 
     # -- speech ------------------------------------------------------------------------------
 
+    async def cached(self, request: SpeechRequest) -> SpeechAudio | None:
+        """The audio of ``request`` if this process knows it is cached (memory and one ``stat``:
+        no thread, no database), else None: then `synthesize`. Routes try this first, so that a
+        hit costs no task and no wait set up for a job."""
+        started = time.perf_counter()
+        prepared = await self._prepare(request)
+        hit = self._cache.get_known(prepared.plan.key)
+        if hit is None:
+            return None
+        metrics.tts_request_duration_seconds.labels("hit").observe(time.perf_counter() - started)
+        return SpeechAudio(hit, audio.MEDIA_TYPES[request.format], True, None, prepared.plan.key)
+
     async def synthesize(self, request: SpeechRequest) -> SpeechAudio:
         """The audio of ``request``: from the cache, or via the queue within EF_SYNC_TIMEOUT_S."""
         started = time.perf_counter()

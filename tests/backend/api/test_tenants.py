@@ -103,12 +103,15 @@ def test_finished_jobs_are_deleted_after_the_retention_and_their_audio_stays(
     with httpx.Client(base_url=shared.url, headers=HA, timeout=60) as client:
         job_id = client.post("/api/v1/jobs", json={"text": text}).json()["id"]
         wait_job(client, job_id)
+        # Fetched once: the backend now answers it from memory, until the retention is due.
+        assert client.get(f"/api/v1/jobs/{job_id}/audio").status_code == 200
         deadline = time.monotonic() + 20
         while client.get(f"/api/v1/jobs/{job_id}").status_code == 200:
             assert time.monotonic() < deadline, "the job outlived its retention"
             time.sleep(0.25)
         assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
         assert client.get(f"/api/admin/jobs/{job_id}").status_code == 404  # gone, text and all
+        assert client.get(f"/api/v1/jobs/{job_id}/audio").status_code == 404
         again = client.post("/api/v1/speech", json={"text": text})
         assert again.status_code == 200 and again.headers["x-ef-cache"] == "hit"
 

@@ -4,25 +4,25 @@ With EF_API_KEYS set, a job belongs to the key that queued it: another key gets 
 never sees it listed (the admin API sees every job). With keys off, every job is open.
 
 Handlers that only read or write the database are plain ``def``: FastAPI runs them in its
-thread pool, so a slow disk never stalls the event loop.
+thread pool, so a slow disk never stalls the event loop. The audio route is ``async``: a job's
+audio fetched again comes from memory (`JobService.known_audio`), else from a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from ef_backend.api.audio_replies import audio_reply
-from ef_backend.api.deps import CallerDep, JobsDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, JobsDep, SettingsDep, SpeechDep, api_client
 from ef_backend.api.openapi_responses import audio_response, errors
 from ef_backend.api.schemas import SpeechBody, job_public
 from ef_backend.models import JobPublic, JobsPublic, JobStatus
 from ef_backend.services.speech import SpeechRequest
 
-router = APIRouter(
-    prefix="/api/v1/jobs", tags=["jobs"], dependencies=[Depends(rate_limit), Depends(api_key)]
-)
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], dependencies=[Depends(api_client)])
 
 #: Larger offsets would overflow the database's integer (a 500); no one pages that far.
 MAX_OFFSET = 1_000_000
@@ -127,10 +127,13 @@ def get_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> JobPublic:
         ),
     },
 )
-def get_job_audio(
+async def get_job_audio(
     job_id: JobId, jobs: JobsDep, settings: SettingsDep, caller: CallerDep
 ) -> Response:
-    audio = jobs.audio(job_id, owner=caller.key_name)
+    owner = caller.key_name
+    audio = jobs.known_audio(job_id, owner=owner)  # fetched again: memory, no database
+    if audio is None:
+        audio = await asyncio.to_thread(jobs.audio, job_id, owner=owner)
     assert audio.file is not None  # a job's audio is always its cache file
     return audio_reply(audio, audio.file.format, accel_prefix=settings.accel_redirect_prefix)
 

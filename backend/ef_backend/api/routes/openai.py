@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from ef_backend.api.audio_replies import audio_reply, sse_reply, stream_reply
-from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_client
 from ef_backend.api.disconnect import unless_disconnected
 from ef_backend.api.openapi_responses import audio_response, errors
 from ef_backend.api.schemas import (
@@ -22,9 +22,7 @@ from ef_backend.api.schemas import (
 )
 from ef_backend.services.speech import SpeechRequest
 
-router = APIRouter(
-    prefix="/v1", tags=["openai"], dependencies=[Depends(rate_limit), Depends(api_key)]
-)
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[Depends(api_client)])
 
 #: Model names clients send; every one speaks through the configured engine.
 MODEL_IDS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts", "echoforge")
@@ -74,7 +72,9 @@ async def create_speech(
     if body.stream_format == "audio" and streamable:
         stream = await unless_disconnected(http, speech.stream(request))
         return stream_reply(stream, body.response_format)
-    audio = await unless_disconnected(http, speech.synthesize(request))
+    audio = await speech.cached(request)  # a hit: no task, no wait set up
+    if audio is None:
+        audio = await unless_disconnected(http, speech.synthesize(request))
     return audio_reply(audio, body.response_format, accel_prefix=settings.accel_redirect_prefix)
 
 

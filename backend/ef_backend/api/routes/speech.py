@@ -5,16 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from ef_backend.api.audio_replies import audio_reply, stream_reply
-from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_key, rate_limit
+from ef_backend.api.deps import CallerDep, SettingsDep, SpeechDep, api_client
 from ef_backend.api.disconnect import unless_disconnected
 from ef_backend.api.openapi_responses import audio_response, errors
 from ef_backend.api.schemas import STREAM_FORMATS, SpeechStreamBody, job_links
 from ef_backend.core.errors import InvalidInput, SyncTimeout
 from ef_backend.services.speech import SpeechRequest
 
-router = APIRouter(
-    prefix="/api/v1", tags=["speech"], dependencies=[Depends(rate_limit), Depends(api_key)]
-)
+router = APIRouter(prefix="/api/v1", tags=["speech"], dependencies=[Depends(api_client)])
 
 
 @router.post(
@@ -56,7 +54,9 @@ async def speak(
             )
         return stream_reply(await unless_disconnected(http, speech.stream(request)), body.format)
     try:
-        audio = await unless_disconnected(http, speech.synthesize(request))
+        audio = await speech.cached(request)  # a hit: no task, no wait set up
+        if audio is None:
+            audio = await unless_disconnected(http, speech.synthesize(request))
     except SyncTimeout as exc:
         job_id = exc.extra.get("job_id")
         if isinstance(job_id, str):
