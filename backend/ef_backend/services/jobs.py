@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ class JobService:
         self._queue = queue
         self._cache = cache
         self._events = events
+        # Written by `audio` in worker threads, read by `known_audio` on the event loop.
         self._succeeded: OrderedDict[str, _Succeeded] = OrderedDict()
+        self._succeeded_lock = threading.Lock()
 
     # ``owner``: the caller's API key name; another key's job is "not found". None (keys off,
     # or the admin API) sees every job.
@@ -115,7 +118,8 @@ class JobService:
         if known is None or (owner is not None and known.client != owner):
             return None
         if known.until <= time.time():  # the retention may have deleted it: ask the database
-            self._succeeded.pop(job_id, None)
+            with self._succeeded_lock:
+                self._succeeded.pop(job_id, None)
             return None
         stored = self._cache.get_known(known.cache_key, record=False)
         if stored is None:
@@ -126,7 +130,8 @@ class JobService:
         if job.finished_at is None:
             return
         until = (job.finished_at + self._retention).timestamp()
-        self._succeeded[job.id] = _Succeeded(job.client, job.cache_key, job.format, until)
-        self._succeeded.move_to_end(job.id)
-        while len(self._succeeded) > KNOWN_AUDIO_MAX:
-            self._succeeded.popitem(last=False)
+        with self._succeeded_lock:
+            self._succeeded[job.id] = _Succeeded(job.client, job.cache_key, job.format, until)
+            self._succeeded.move_to_end(job.id)
+            while len(self._succeeded) > KNOWN_AUDIO_MAX:
+                self._succeeded.popitem(last=False)
