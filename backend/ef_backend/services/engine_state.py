@@ -63,6 +63,7 @@ class EngineState:
         self._info: EngineInfo | None = None
         self._voices: list[EngineVoice] | None = None
         self._voices_at = 0.0
+        self._refreshing: set[asyncio.Task[None]] = set()
         self._health: EngineHealth | None = None
         self._lock: asyncio.Lock | None = None
         self._snapshot_path: Path = settings.data_dir / "engine.json"
@@ -154,23 +155,46 @@ class EngineState:
         )
 
     async def voices(self) -> list[EngineVoice]:
-        """The engine's voices (cached a little; the last known list while the engine is down)."""
-        now = time.monotonic()
-        if self._voices is not None and now - self._voices_at < VOICES_TTL_S:
-            return self._voices
-        try:
-            voices = await self.client.voices()
-        except EngineUnavailable:
-            if self._voices is None:
+        """The engine's voices; the last known list while the engine is down.
+
+        Once a list is known, no caller waits on the engine: a list older than VOICES_TTL_S is
+        answered as it is and asked for again in the background, at most once per VOICES_TTL_S
+        whatever the outcome. A down or hanging engine is so never probed per request (cache
+        hits go through here).
+        """
+        if self._voices is None:
+            try:
+                return await self._fetch_voices()
+            except EngineUnavailable:
                 self._restore()
-            if self._voices is not None:
-                return self._voices
-            raise
+                if self._voices is not None:
+                    return self._voices
+                raise
+        now = time.monotonic()
+        if now - self._voices_at >= VOICES_TTL_S:
+            self._voices_at = now
+            refresh = asyncio.create_task(self._refresh_voices(), name="ef-engine-voices")
+            self._refreshing.add(refresh)  # a strong reference until it is done
+            refresh.add_done_callback(self._refreshing.discard)
+        return self._voices
+
+    async def _fetch_voices(self) -> list[EngineVoice]:
+        voices = await self.client.voices()
         changed = voices != self._voices
-        self._voices, self._voices_at = voices, now
+        self._voices, self._voices_at = voices, time.monotonic()
         if changed:
             self._save()
         return voices
+
+    async def _refresh_voices(self) -> None:
+        try:
+            await self._fetch_voices()
+        except EngineUnavailable as exc:
+            log.info(
+                "engine voices not refreshed; keeping the last known", extra={"error": exc.message}
+            )
+        except Exception:
+            log.exception("refreshing the engine voices failed; keeping the last known")
 
     async def resolve_voice(self, voice: str | None) -> str:
         """An engine voice id for ``voice``: None/"" is the default, OpenAI names map."""
