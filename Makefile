@@ -117,6 +117,7 @@ bench: venv system-deps
 	$(PY) bench/proxy_cache_hit.py
 	$(PY) bench/synthesis.py
 	$(PY) bench/capacity.py
+	$(PY) bench/scrape.py
 	$(PY) bench/engine_load.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/alert_detection.py

@@ -1,13 +1,10 @@
-"""Coalescing, memory and the cost of a scrape, on one real stack.
+"""Coalescing and memory, on one real stack (the cost of a scrape is bench/scrape.py).
 
 1. Coalescing: 50 identical requests at once make exactly one synthesis (counted by ef_tts
    by the backend's ``ef_tts_synthesis_duration_seconds_count``, one per sentence).
 2. Memory: the backend's resident memory idle (after start-up and one request of each kind)
    and after ``--requests`` more (``wrk``: cache hits, then /health/live); ef_tts's with Piper
    loaded. Target: backend growth under 10 %.
-3. Scrape cost: ``GET /metrics`` after that traffic, p50 and p95 of 100 scrapes, and the number
-   of series it returns. Target: p95 under 20 ms, series bounded (the same before and after the
-   traffic, apart from the first request of a kind).
 
     .venv/bin/python bench/capacity.py                        # what `make bench` runs
     .venv/bin/python bench/capacity.py --requests 20000       # shorter
@@ -27,7 +24,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import percentile, stack, workdir, write_json, wrk
+from bench.stack import stack, workdir, write_json, wrk
 
 TEXT = "Fifty callers ask for exactly these words at the same moment."
 
@@ -43,10 +40,6 @@ def _rss_mb(pid: int) -> float:
     process = psutil.Process(pid)
     total: int = sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
     return total / 2**20
-
-
-def _series(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def main() -> int:
@@ -72,11 +65,10 @@ def main() -> int:
             )
         statuses = sorted({r.status_code for r in answers})
         syntheses = _syntheses(base) - before
-        # 2. Memory and 3. series before the traffic (one request of each kind made already).
+        # 2. Memory (one request of each kind made already).
         for path in ("/health/live", "/metrics", "/api/admin/queue", "/api/v1/voices"):
             httpx.get(base + path, timeout=30)
         idle = _rss_mb(backend.proc.pid)
-        series_before = _series(httpx.get(f"{base}/metrics", timeout=30).text)
         started, served = time.monotonic(), 0
         while served < args.requests:
             # Bursts of hits and of /health/live until the count is reached (wrk counts by time).
@@ -85,18 +77,10 @@ def main() -> int:
             rate = wrk(f"{base}/health/live", duration=5, scripts=root)
             served += int(rate * 5)
         loaded = _rss_mb(backend.proc.pid)
-        scrapes = []
-        with httpx.Client(base_url=base, timeout=30) as client:
-            for _ in range(100):
-                t = time.perf_counter()
-                body = client.get("/metrics").text
-                scrapes.append(time.perf_counter() - t)
-        series_after = _series(body)
         engine_rss = _rss_mb(engine.proc.pid)
         elapsed = time.monotonic() - started
 
     growth = loaded / idle - 1
-    p50, p95 = percentile(scrapes, 0.5) * 1000, percentile(scrapes, 0.95) * 1000
     print(
         f"Coalescing: 50 identical concurrent requests -> statuses {statuses}, "
         f"{syntheses:.0f} engine synthesis call(s) (target: exactly 1 per sentence, 1 here)"
@@ -106,17 +90,11 @@ def main() -> int:
         f"{loaded:.1f} MB, growth {growth * 100:.1f} % (target < 10 %); "
         f"ef_tts with Piper {engine_rss:.1f} MB"
     )
-    print(
-        f"Scrape: /metrics p50 {p50:.1f} ms, p95 {p95:.1f} ms (target p95 < 20 ms); "
-        f"series {series_before} before, {series_after} after the traffic"
-    )
     write_json(
         args.json,
         {
             "coalescing": {"statuses": statuses, "syntheses": syntheses},
             "memory_mb": {"idle": idle, "loaded": loaded, "requests": served, "ef_tts": engine_rss},
-            "scrape_ms": {"p50": p50, "p95": p95},
-            "series": {"before": series_before, "after": series_after},
         },
     )
     return 0

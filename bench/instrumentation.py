@@ -53,13 +53,14 @@ def config_env(config: str, tts_url: str, sink: str) -> dict[str, str]:
     return env
 
 
-def start_backend(config: str, root: Path, tts_url: str, sink: str) -> Server:
+def start_backend(config: str, root: Path, tts_url: str, sink: str, **extra: str) -> Server:
+    """A backend of ``config`` (``extra``: more environment) with its cache hit primed."""
     port = free_port()
     data = root / f"data-{config}"
     data.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "uvicorn", "bench.apps:create", "--factory"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
-    env = config_env(config, tts_url, sink) | {"EF_DATA_DIR": str(data)}
+    env = config_env(config, tts_url, sink) | {"EF_DATA_DIR": str(data), **extra}
     server = start_server(f"backend-{config}", cmd, port=port, log_dir=root / "logs", env=env)
     server.wait_ready("/health/ready", timeout=120)
     with httpx.Client(base_url=server.url, timeout=120) as client:

@@ -1,5 +1,5 @@
-"""The benchmarks keep working: short runs of bench/instrumentation.py and
-bench/alert_detection.py.
+"""The benchmarks keep working: short runs of bench/instrumentation.py,
+bench/alert_detection.py and bench/scrape.py.
 
 Speed is never asserted here (docs/performance.md holds the figures); this checks that every
 part of a harness runs (ef_tts, one backend per configuration with its cache hit primed, the
@@ -89,3 +89,43 @@ def test_a_short_alert_detection_run_times_the_backend_down_email(tmp_path: Path
         proc.stdout,
         flags=re.M,
     ), proc.stdout
+
+
+def test_a_short_scrape_run_reports_fifty_routes_and_the_series_at_each_checkpoint(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "scrape.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench/scrape.py"),
+            "--requests",
+            "1000",
+            "--scrapes",
+            "3",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    points = data["checkpoints"]
+    assert set(points) == {"start-up", "one pass of the mix", "half", "all"}
+    # 50 templates served traffic, plus the one label of every unknown path.
+    routes = points["all"]["routes"]
+    assert len(routes) == 51 and "<unmatched>" in routes, routes
+    assert "/api/bench/r00/{item_id}" in routes and "/openapi.json" in routes
+    assert points["all"]["requests"] >= 1000
+    assert points["all"]["p95_ms"] > 0 and points["all"]["server_mean_ms"] > 0
+    assert points["all"]["content_type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert re.search(
+        rf"^\| series bounded \(half = all\) \| {points['half']['series']} = "
+        rf"{points['all']['series']} \| (met|MISSED) \|$",
+        proc.stdout,
+        flags=re.M,
+    ), proc.stdout
+    assert re.search(r"^\| p95 < 20 ms \| [\d.]+ ms \| (met|MISSED) \|$", proc.stdout, flags=re.M)

@@ -81,7 +81,8 @@ class HttpObserver(Protocol):
 def route_template(scope: Scope, root_path: str = "", status: int = 200) -> str:
     """The route template that answered (``/api/v1/jobs/{job_id}``), never the raw path.
 
-    A mounted app (the static frontend) gives its mount's template (``/{path}``). Unknown
+    A mounted app (the static frontend) gives its mount's template (``/{path}``), a plain
+    Starlette route (FastAPI's ``/openapi.json``) its own path. Unknown
     paths, redirects of unknown paths and 404s from a catch-all mount all map to
     :data:`UNMATCHED_ROUTE`, so clients cannot grow label cardinality.
     """
@@ -101,9 +102,10 @@ def route_template(scope: Scope, root_path: str = "", status: int = 200) -> str:
 
 
 def _mount_template(app: Any, endpoint: Any) -> str:
-    """The template of the mount (of ``app``) that serves ``endpoint``, e.g. ``/{path}``."""
+    """The template of the mount or plain Starlette route (of ``app``) that serves
+    ``endpoint``, e.g. ``/{path}``: only FastAPI's own routes put themselves in the scope."""
     for candidate in getattr(app, "routes", ()):
-        if getattr(candidate, "app", None) is endpoint:
+        if endpoint in (getattr(candidate, "app", None), getattr(candidate, "endpoint", None)):
             path_format = getattr(candidate, "path_format", None)
             if isinstance(path_format, str):
                 return path_format

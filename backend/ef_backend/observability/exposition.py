@@ -1,14 +1,19 @@
 """``GET /metrics``: Prometheus text or OpenMetrics, as the scraper asks.
 
 Prometheus asks for OpenMetrics (``Accept: application/openmetrics-text``); only that format
-carries exemplars, so the latency histograms then link each bucket to a trace id. Plain
-``curl`` gets the classic text format.
+carries exemplars, so with tracing on the latency histograms link each bucket to a trace id.
+Without tracing (or in multiprocess mode, which keeps no exemplars) there are none, and the
+answer is the classic text format, which Prometheus also accepts and stores as the same series:
+prometheus-client's OpenMetrics encoder costs about 1.6x as much per sample (it escapes every
+sample name character by character), the larger part of a scrape of a 50-route backend
+(docs/performance.md). Plain ``curl`` always gets the classic text format.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 
+from ef_common.tracing import tracing_enabled
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
@@ -46,7 +51,8 @@ def metrics_endpoint(collector: Collector) -> Callable[[Request], Awaitable[Resp
     """Build the endpoint; ``collector`` adds the scrape-time gauges of this app."""
 
     def render(accept: str) -> tuple[bytes, str]:
-        encoder, content_type = choose_encoder(accept)
+        exemplars = tracing_enabled() and not multiprocess.enabled()
+        encoder, content_type = choose_encoder(accept if exemplars else "")
         return encoder(_Scrape(scrape_registry(), collector)), content_type
 
     async def metrics(request: Request) -> Response:

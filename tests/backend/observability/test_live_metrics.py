@@ -213,3 +213,21 @@ def test_unknown_paths_add_no_series(one_worker: Server) -> None:
     assert statuses <= {404, 405}, statuses
     added = sorted(name for name, _ in series_after - series_before)
     assert not added, f"1,000 unknown paths created series: {added[:10]}"
+
+
+def test_prometheus_gets_the_classic_format_when_there_are_no_exemplars(
+    one_worker: Server,
+) -> None:
+    """Tracing off: no exemplar to carry, so the OpenMetrics that Prometheus prefers is not
+    worth its encoding cost; the classic format it also accepts holds the same series."""
+    prometheus_accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+        "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    response = httpx.get(
+        one_worker.url + "/metrics", headers={"Accept": prometheus_accept}, timeout=10
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# EOF" not in response.text
+    assert "ef_http_requests_total{" in response.text

@@ -84,6 +84,22 @@ async def test_route_label_is_the_template_not_the_path(client: httpx.AsyncClien
     )
 
 
+async def test_a_plain_starlette_route_is_labelled_with_its_path(
+    client: httpx.AsyncClient,
+) -> None:
+    """FastAPI's ``/openapi.json`` is a Starlette ``Route``, which does not put itself in the
+    scope as FastAPI's routes do."""
+    before = scrape()
+    assert (await client.get("/openapi.json")).status_code == 200
+    after = scrape()
+    labels = {"method": "GET", "route": "/openapi.json", "status": "200"}
+    assert (
+        value(after, "ef_http_requests_total", **labels)
+        - value(before, "ef_http_requests_total", **labels)
+        == 1
+    )
+
+
 async def test_unknown_paths_share_one_label_even_behind_the_static_mount(
     client: httpx.AsyncClient,
 ) -> None:
