@@ -23,28 +23,26 @@ CONFIGS = ("off", "metrics", "all")
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 
-def test_a_short_benchmark_run_reports_every_configuration(tmp_path: Path) -> None:
-    """wrk comes with ``make system-deps`` (part of ``make test``)."""
-    out = tmp_path / "bench.json"
+def run_bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``bench/<script> args`` to completion; fails with the end of its stderr."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench/instrumentation.py"),
-            "--configs",
-            ",".join(CONFIGS),
-            "--rounds",
-            "1",
-            "--duration",
-            "1",
-            "--json",
-            str(out),
-        ],
+        [sys.executable, str(REPO / "bench" / script), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_a_short_benchmark_run_reports_every_configuration(tmp_path: Path) -> None:
+    """wrk comes with ``make system-deps`` (part of ``make test``)."""
+    out = tmp_path / "bench.json"
+    proc = run_bench(
+        "instrumentation.py",
+        *("--configs", ",".join(CONFIGS), "--rounds", "1", "--duration", "1", "--json", str(out)),
+    )
     for config in CONFIGS:
         assert len(re.findall(rf"^\| {config} \|", proc.stdout, flags=re.M)) == (
             1 if config == "off" else 2
@@ -61,14 +59,7 @@ def test_a_short_benchmark_run_reports_every_configuration(tmp_path: Path) -> No
 
 def test_a_short_alert_detection_run_times_the_backend_down_email(tmp_path: Path) -> None:
     out = tmp_path / "alert.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "bench/alert_detection.py"), "--runs", "1", "--json", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_bench("alert_detection.py", "--runs", "1", "--json", str(out))
     data = json.loads(out.read_text())
     [run] = data["runs"]
     assert (run["alert"], run["severity"]) == ("EFBackendDown", "critical")
@@ -95,23 +86,7 @@ def test_a_short_scrape_run_reports_fifty_routes_and_the_series_at_each_checkpoi
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "scrape.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench/scrape.py"),
-            "--requests",
-            "1000",
-            "--scrapes",
-            "3",
-            "--json",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_bench("scrape.py", "--requests", "1000", "--scrapes", "3", "--json", str(out))
     data = json.loads(out.read_text())
     points = data["checkpoints"]
     assert set(points) == {"start-up", "one pass of the mix", "half", "all"}
