@@ -8,11 +8,13 @@ from __future__ import annotations
 import ssl
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import psutil
 import pytest
 
 from tests.proxy.conftest import (
@@ -332,3 +334,41 @@ def test_smoke_script_fails_on_a_wrong_stack(edge: Edge) -> None:
     result = _smoke(edge.url)
     assert result.returncode == 1
     assert "smoke: FAILED: synthesis did not return a WAV" in result.stderr
+
+
+# -- upstream keep-alive ---------------------------------------------------------------------
+
+
+def _upstream_connections(stack: Stack) -> set[tuple[int, str]]:
+    """(nginx's local port, TCP state) of every connection between nginx and the backend, as
+    the kernel lists them (closed ones in TIME_WAIT too, on the side that closed first)."""
+    backend = stack.backend.port
+    found: set[tuple[int, str]] = set()
+    for conn in psutil.net_connections(kind="tcp4"):
+        if not conn.raddr:
+            continue
+        if conn.raddr.port == backend:  # nginx's end
+            found.add((conn.laddr.port, f"nginx:{conn.status}"))
+        elif conn.laddr.port == backend:  # the backend's end
+            found.add((conn.raddr.port, f"backend:{conn.status}"))
+    return found
+
+
+def test_nginx_drops_idle_backend_connections_before_the_backend_does(stack: Stack) -> None:
+    """uvicorn closes a keep-alive connection after 5 s idle (``ef serve``: KEEP_ALIVE_S). Were
+    nginx to keep it longer (its default is 60 s), a request it sends just as uvicorn closes
+    would be lost, and a POST is not retried: a 502. So nginx must close first: the connection
+    it used for a request ends, after the idle time, in TIME_WAIT on nginx's side (the side
+    that closes first keeps that state), never on the backend's."""
+    with client(stack.http) as c:
+        assert c.post("/api/v1/speech", json={"text": ""}).status_code == 422
+    used = {port for port, state in _upstream_connections(stack) if state == "nginx:ESTABLISHED"}
+    assert used, _upstream_connections(stack)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        states = {s for port, s in _upstream_connections(stack) if port in used}
+        if all(s.endswith(":TIME_WAIT") for s in states):  # both ends done closing
+            break
+        time.sleep(0.2)
+    closed = {(port, s) for port, s in _upstream_connections(stack) if port in used}
+    assert {s for _, s in closed} == {"nginx:TIME_WAIT"}, closed

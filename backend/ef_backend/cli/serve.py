@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds uvicorn waits for open requests on SIGTERM before the lifespan stops the workers.
 GRACEFUL_SHUTDOWN_S = 20
+#: Seconds an idle keep-alive connection stays open (uvicorn's default, stated): ef_proxy's
+#: upstream keepalive_timeout (proxy/default.conf.template) must stay below it.
+KEEP_ALIVE_S = 5
 
 
 def run(settings: Settings) -> None:
@@ -48,6 +51,7 @@ def run(settings: Settings) -> None:
         server_header=False,
         log_config=uvicorn_log_config(settings.log_level, service=SERVICE_NAME),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     lock.release()
 
