@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.backend.conftest import BackendFactory
+from tests.utils.poll import poll_until
 from tests.utils.procs import VENV_BIN, Server, make_env
 
 pytestmark = pytest.mark.server
@@ -78,9 +79,14 @@ def test_access_log_names_the_address_the_authorisation_used(proxied: Server) ->
                 ],
             )
             assert response.status_code == 200, response.text
-    log = proxied.log_path.read_text().splitlines()
     for request_id in ids.values():
-        lines = [json.loads(line) for line in log if request_id in line and "ef.access" in line]
+
+        def access_lines(request_id: str = request_id) -> list[dict[str, object]]:
+            # The access line is written once the answer is sent: maybe after the client read it.
+            log = proxied.log_path.read_text().splitlines()
+            return [json.loads(line) for line in log if request_id in line and "ef.access" in line]
+
+        lines = poll_until(access_lines, timeout=10, what=f"the access line of {request_id}")
         assert [line["client_ip"] for line in lines] == ["192.168.1.44"]
 
 
