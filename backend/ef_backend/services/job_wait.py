@@ -53,8 +53,20 @@ class JobWaiter:
         self._events = events
         self._workers = workers
 
-    async def wait(self, job_id: str, *, timeout: float, sentences: int | None = None) -> Job:
-        """Until the job ends (or has ``sentences`` done); SyncTimeout after ``timeout`` s."""
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float,
+        sentences: int | None = None,
+        engine_down_fails: bool = True,
+    ) -> Job:
+        """Until the job ends (or has ``sentences`` done); SyncTimeout after ``timeout`` s.
+
+        A queued job whose engine is down raises EngineUnavailable at once, unless
+        ``engine_down_fails`` is False: a stream whose first audio is sent cannot answer an
+        error status any more (it could only be cut), so it waits the engine's restart out.
+        """
         deadline = time.monotonic() + timeout
         with tracer.start_as_current_span("queue.wait") as span:
             span.set_attribute("ef.job_id", job_id)
@@ -66,7 +78,7 @@ class JobWaiter:
                     return job
                 if sentences is not None and job.sentences_done >= sentences:
                     return job
-                if job.status is JobStatus.queued:
+                if job.status is JobStatus.queued and engine_down_fails:
                     # The engine was found down after this job was queued (so the job waits for
                     # it): say so now instead of at the timeout.
                     why = self._workers.engine_down_since(job.created_at.timestamp())

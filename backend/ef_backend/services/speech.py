@@ -299,7 +299,10 @@ class SpeechService:
         try:
             for index, key in enumerate(speech.sentence_keys):
                 job = await self._waiter.wait(
-                    job_id, timeout=self.settings.sync_timeout_s, sentences=index + 1
+                    job_id,
+                    timeout=self.settings.sync_timeout_s,
+                    sentences=index + 1,
+                    engine_down_fails=False,  # audio is on its way: wait out an engine restart
                 )
                 if _ended_without(job, index + 1):
                     raise job_error(job)

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.backend.api.helpers import (
@@ -23,6 +24,7 @@ from tests.backend.api.helpers import (
     wait_job,
 )
 from tests.backend.conftest import BackendFactory
+from tests.utils.poll import poll_until
 from tests.utils.procs import Server, free_port
 from tests.utils.prometheus import metric_value
 
@@ -120,3 +122,63 @@ def test_a_database_locked_by_another_writer_makes_requests_wait_not_fail(
         assert [r.status_code for r in created] == [202] * 5, [r.text for r in created]
         for response in created:
             assert wait_job(client, response.json()["id"], timeout=120)["status"] == "succeeded"
+
+
+def test_a_stream_under_way_waits_out_an_engine_restart(
+    backend_factory: BackendFactory, session_tmp: Path
+) -> None:
+    """ef_tts is killed after a stream's first audio was sent: the status line is out, so an
+    error could only cut the stream. It waits for the engine instead, and once ef_tts is back
+    the job resumes where it stopped and the stream ends whole: the same audio as the job's."""
+    port = free_port()
+    engine = start_piper_engine(port, session_tmp / "logs")
+    sentences = [f"Sentence {n} of a story that outlives its engine." for n in range(12)]
+    text = unique_text(" ".join(sentences))
+    first_audio = threading.Event()
+    result: dict[str, object] = {}
+
+    def listen(base: str) -> None:
+        chunks = []
+        body = {"text": text, "format": "pcm", "stream": True}
+        with httpx.Client(base_url=base, timeout=120) as client:
+            try:
+                with client.stream("POST", "/api/v1/speech", json=body) as response:
+                    result["status"] = response.status_code
+                    result["job_id"] = response.headers.get("x-ef-job-id")
+                    for chunk in response.iter_raw():
+                        chunks.append(chunk)
+                        first_audio.set()
+            except httpx.HTTPError as exc:
+                result["error"] = repr(exc)
+            finally:
+                first_audio.set()
+        result["audio"] = b"".join(chunks)
+
+    try:
+        server = backend_factory(EF_TTS_URL=engine.url, EF_TTS_CONCURRENCY="1")
+        with client_for(server) as client:
+            assert client.get("/api/v1/voices").status_code == 200  # identity known
+            listener = threading.Thread(target=listen, args=(server.url,))
+            listener.start()
+            assert first_audio.wait(120), "no first audio"
+            engine.kill()
+            engine.stop()
+            job_id = str(result["job_id"])
+
+            def handed_back() -> bool:
+                job = client.get(f"/api/v1/jobs/{job_id}").json()
+                return bool(job["status"] == "queued" and job["sentences_done"] < len(sentences))
+
+            poll_until(handed_back, timeout=60, what="the job back in the queue, unfinished")
+            engine = start_piper_engine(port, session_tmp / "logs")
+            listener.join(300)
+            assert not listener.is_alive()
+            assert "error" not in result, result.get("error")
+            assert result["status"] == 200
+            job = wait_job(client, job_id, timeout=120)  # the stream ends before it is stored
+            assert job["status"] == "succeeded" and job["error"] is None, job
+            whole = client.get(f"/api/v1/jobs/{job_id}/audio")
+            assert whole.status_code == 200
+            assert result["audio"] == whole.content
+    finally:
+        engine.stop()
