@@ -55,7 +55,10 @@ def test_a_short_proxy_cache_hit_run_reports_its_ratio(tmp_path: Path) -> None:
 
 
 def test_a_short_soak_reports_its_verdicts(tmp_path: Path) -> None:
-    stdout, data = _run(["bench/soak.py", "--duration", "8", "--clients", "2"], tmp_path)
+    stdout, data = _run(
+        ["bench/soak.py", "--duration", "8", "--warmup", "2", "--sample", "1", "--clients", "2"],
+        tmp_path,
+    )
     verdicts = data["verdicts"]
     assert isinstance(verdicts, dict) and len(verdicts) == 5
     assert "| zero unexpected errors |" in stdout and data["unexpected"] == []
