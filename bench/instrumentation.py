@@ -19,7 +19,6 @@ Target (docs/performance.md): metrics only at most 5 %.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -30,7 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.apps import CONFIGS
 from bench.cache_hit import TEXT
-from bench.stack import REPO, burst_parser, ratio_row, rotated, stack, workdir, write_json, wrk
+from bench.stack import (
+    REPO,
+    burst_parser,
+    otlp_sink,
+    ratio_row,
+    rotated,
+    stack,
+    workdir,
+    write_json,
+    wrk,
+)
 from tests.utils.procs import Server, free_port, start_server
 
 TARGETS = {"metrics": 0.05}
@@ -79,39 +88,32 @@ def main() -> int:
     if "off" not in configs or set(configs) - set(CONFIGS):
         parser.error(f"--configs: a subset of {', '.join(CONFIGS)} that includes off")
 
-    with workdir(args.keep) as root, stack(root) as running:
-        sink_port = free_port()
-        sink = subprocess.Popen([sys.executable, str(REPO / "bench/otlp_sink.py"), str(sink_port)])
-        try:
-            engine = running.engine()
-            backends = {}
-            for config in configs:
-                backends[config] = start_backend(
-                    config, root, engine.url, f"http://127.0.0.1:{sink_port}"
-                )
-                running.servers.append(backends[config])
-            rates: dict[str, list[float]] = {config: [] for config in configs}
-            cpu_us: dict[str, list[float]] = {config: [] for config in configs}
-            for round_no in range(args.rounds):
-                for config in rotated(configs, round_no):
-                    url = backends[config].url + "/api/v1/speech"
-                    assert backends[config].proc is not None
-                    process = psutil.Process(backends[config].proc.pid)
-                    before = sum(process.cpu_times()[:2])
-                    rates[config].append(
-                        wrk(
-                            url,
-                            duration=args.duration,
-                            connections=args.connections,
-                            body=BODY,
-                            scripts=root,
-                        )
+    with workdir(args.keep) as root, stack(root) as running, otlp_sink() as sink:
+        engine = running.engine()
+        backends = {}
+        for config in configs:
+            backends[config] = start_backend(config, root, engine.url, sink)
+            running.servers.append(backends[config])
+        rates: dict[str, list[float]] = {config: [] for config in configs}
+        cpu_us: dict[str, list[float]] = {config: [] for config in configs}
+        for round_no in range(args.rounds):
+            for config in rotated(configs, round_no):
+                url = backends[config].url + "/api/v1/speech"
+                server_proc = backends[config].proc
+                assert server_proc is not None
+                process = psutil.Process(server_proc.pid)
+                before = sum(process.cpu_times()[:2])
+                rates[config].append(
+                    wrk(
+                        url,
+                        duration=args.duration,
+                        connections=args.connections,
+                        body=BODY,
+                        scripts=root,
                     )
-                    used = sum(process.cpu_times()[:2]) - before
-                    cpu_us[config].append(1e6 * used / (rates[config][-1] * args.duration))
-        finally:
-            sink.terminate()
-            sink.wait(timeout=10)
+                )
+                used = sum(process.cpu_times()[:2]) - before
+                cpu_us[config].append(1e6 * used / (rates[config][-1] * args.duration))
     costs = {
         config: [1 - off / cpu for cpu, off in zip(cpu_us[config], cpu_us["off"], strict=True)]
         for config in configs

@@ -2,12 +2,13 @@
 
 The real app (its middleware, metrics and scrape-time collector) with synthetic routes added
 until it has ``--routes`` route templates (``bench/apps.py``, ``BENCH_EXTRA_ROUTES``), on a real
-Piper ef_tts, tracing off (as the compose files run it). ``wrk`` sends a round-robin mix: every
-cheap real operation (cache hits of the speech and OpenAI routes, job and admin reads, health,
-docs, the frontend), a few errors (404 of an unknown job and of an unknown path, 422 of a bad
-body or path parameter) and every synthetic route with a new ``item_id`` each time (the raw
-paths never repeat, the templates do). The run fails if any request got a status the mix does
-not expect (a 5xx, say).
+Piper ef_tts; tracing off as the compose files run it (``--config all-10pct``: on, exported to
+bench/otlp_sink.py, so that Prometheus gets OpenMetrics with exemplars). ``wrk`` sends a
+round-robin mix: every cheap real operation (cache hits of the speech and OpenAI routes, job and
+admin reads, health, docs, the frontend), a few errors (404 of an unknown job and of an unknown
+path, 422 of a bad body or path parameter) and every synthetic route with a new ``item_id`` each
+time (the raw paths never repeat, the templates do). The run fails if any request got a status
+the mix does not expect (a 5xx, say).
 
 At each checkpoint (start-up, one pass of the mix, half of ``--requests`` and all of them,
 counted by the backend's own ``ef_http_requests_total``) it reports the route label values that
@@ -19,6 +20,7 @@ and after all of the requests.
 
     .venv/bin/python bench/scrape.py                          # what `make bench` runs
     .venv/bin/python bench/scrape.py --requests 20000         # shorter
+    .venv/bin/python bench/scrape.py --config all-10pct       # tracing on (10 % sampled)
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.apps import extra_route
+from bench.apps import CONFIGS, extra_route
 from bench.cache_hit import TEXT
 from bench.instrumentation import BODY, start_backend
-from bench.stack import percentile, stack, workdir, write_json
+from bench.stack import otlp_sink, percentile, stack, workdir, write_json
 
 #: What Prometheus 2.42 (Debian's, the one monitoring/ is tested with) asks for.
 PROMETHEUS_ACCEPT = (
@@ -244,15 +246,16 @@ def main() -> int:
     parser.add_argument("--routes", type=int, default=50, help="route templates with traffic")
     parser.add_argument("--scrapes", type=int, default=100)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--config", choices=[c for c in CONFIGS if c != "off"], default="metrics")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", type=Path, help="keep logs and data here")
     args = parser.parse_args()
 
     extra = synthetic_count(args.routes)
     points: dict[str, Checkpoint] = {}
-    with workdir(args.keep) as root, stack(root) as running:
+    with workdir(args.keep) as root, stack(root) as running, otlp_sink() as sink:
         engine = running.engine()
-        backend = start_backend("metrics", root, engine.url, "", BENCH_EXTRA_ROUTES=str(extra))
+        backend = start_backend(args.config, root, engine.url, sink, BENCH_EXTRA_ROUTES=str(extra))
         running.servers.append(backend)
         with httpx.Client(base_url=backend.url, timeout=120) as client:
             points["start-up"] = checkpoint(client)
@@ -290,9 +293,9 @@ def main() -> int:
 def _report(points: dict[str, Checkpoint], args: argparse.Namespace, extra: int, mix: int) -> None:
     last, half = points["all"], points["half"]
     print(
-        f"GET /metrics of the app with {extra} synthetic routes added, after a round-robin mix "
-        f"of {mix} requests (wrk -t1 -c{args.connections}); {args.scrapes} sequential scrapes "
-        f"with Prometheus's Accept header, answered as {last.content_type}"
+        f"GET /metrics of the app ({args.config}) with {extra} synthetic routes added, after a "
+        f"round-robin mix of {mix} requests (wrk -t1 -c{args.connections}); {args.scrapes} "
+        f"sequential scrapes with Prometheus's Accept header, answered as {last.content_type}"
     )
     print()
     print(

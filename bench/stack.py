@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from tests.utils.procs import Server, start_ef_backend, start_ef_tts  # noqa: E402
+from tests.utils.procs import Server, free_port, start_ef_backend, start_ef_tts  # noqa: E402
 
 __all__ = [
     "REPO",
@@ -31,6 +31,7 @@ __all__ = [
     "Stack",
     "burst_parser",
     "cpu_seconds",
+    "otlp_sink",
     "percentile",
     "ratio_row",
     "rotated",
@@ -100,6 +101,18 @@ def stack(root: Path) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """bench/otlp_sink.py on a free port, for backends that export their traces; its URL."""
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, str(REPO / "bench/otlp_sink.py"), str(port)])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
 
 
 def wrk(

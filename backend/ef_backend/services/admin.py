@@ -34,8 +34,9 @@ class AdminService:
             "concurrency": self._settings.tts_concurrency,
         }
 
-    def cache_stats(self) -> dict[str, object]:
-        return dict(self._cache.stats())
+    def cache_stats(self, *, flush: bool = True) -> dict[str, object]:
+        """The cache's figures; ``flush=False``: hits as last written (see AudioCache.stats)."""
+        return dict(self._cache.stats(flush=flush))
 
     def purge_cache(self) -> int:
         return self._cache.purge()

@@ -397,9 +397,14 @@ class AudioCache:
         log.info("cache purged", extra={"removed": removed})
         return removed
 
-    def stats(self) -> dict[str, int]:
-        """Entries, bytes, cap, hits and evictions: two aggregates, no directory walk."""
-        self.flush()
+    def stats(self, *, flush: bool = True) -> dict[str, int]:
+        """Entries, bytes, cap, hits and evictions: two aggregates, no directory walk.
+
+        ``flush=False`` leaves the pending recency to the flusher: the hits are then those
+        written so far, the other figures are the same (a scrape needs no hits, and no write).
+        """
+        if flush:
+            self.flush()
         with self._sessions() as session:
             entries, size, hits = session.exec(
                 select(

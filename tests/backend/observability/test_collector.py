@@ -82,6 +82,16 @@ def test_cache_gauges_follow_the_cache(service: Runtime) -> None:
     assert value(after, "ef_audio_cache_size_bytes") == 3500
 
 
+def test_a_scrape_writes_nothing_the_hits_stay_pending_for_the_flusher(service: Runtime) -> None:
+    service.cache.put("c" * 64, AudioFormat.wav, b"R" * 1000, duration_s=0.1)
+    assert service.cache.get("c" * 64) is not None  # a hit: recency and count kept in memory
+    scraped = scrape(service, service.settings)
+    assert value(scraped, "ef_audio_cache_entries") == 1
+    assert service.admin.cache_stats(flush=False)["hits"] == 0
+    assert service.cache.flush() == 1  # still pending after the scrape: the flusher writes it
+    assert service.admin.cache_stats()["hits"] == 1
+
+
 def test_db_size_is_file_plus_wal_and_grows_with_writes(service: Runtime) -> None:
     settings = service.settings
     before = value(scrape(service, settings), "ef_db_size_bytes")
@@ -96,7 +106,7 @@ def test_db_size_is_file_plus_wal_and_grows_with_writes(service: Runtime) -> Non
 def test_db_up_reflects_a_real_probe(service: Runtime) -> None:
     settings = service.settings
     assert value(scrape(service, settings), "ef_db_up") == 1
-    # Corrupt the database file: the write-and-rollback probe fails and the gauge says so.
+    # Corrupt the database file: the SELECT 1 probe fails and the gauge says so.
     path = sqlite_path(settings.db_url)
     assert path is not None
     service.db_engine.dispose()
