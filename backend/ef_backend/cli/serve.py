@@ -16,6 +16,7 @@ import uvicorn
 from ef_common.logging import uvicorn_log_config
 
 from ef_backend.backup.running import ServiceLock
+from ef_backend.cli.malloc import limit_arenas
 from ef_backend.core import db
 from ef_backend.core.config import Settings, get_settings
 from ef_backend.observability import multiprocess
@@ -57,6 +58,7 @@ def run(settings: Settings) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    limit_arenas()  # before uvicorn starts threads and workers
     for key in ("host", "port", "workers"):
         value = getattr(args, key, None)
         if value is not None:
