@@ -1,10 +1,10 @@
-"""``GET /metrics``: Prometheus text or OpenMetrics, as the scraper asks.
+"""``GET /metrics``: OpenMetrics when the scraper asks and there can be exemplars, else text.
 
 Prometheus asks for OpenMetrics (``Accept: application/openmetrics-text``); only that format
 carries exemplars, so with tracing on the latency histograms link each bucket to a trace id.
 Without tracing (or in multiprocess mode, which keeps no exemplars) there are none, and the
 answer is the classic text format, which Prometheus also accepts and stores as the same series:
-prometheus-client's OpenMetrics encoder costs about 1.6x as much per sample (it escapes every
+prometheus-client's OpenMetrics encoder costs about 1.7x as much per sample (it escapes every
 sample name character by character), the larger part of a scrape of a 50-route backend
 (docs/performance.md). Plain ``curl`` always gets the classic text format.
 """
