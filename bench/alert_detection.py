@@ -29,7 +29,6 @@ and Alertmanager waits group_wait: best ``for + group_wait``, worst
 
 from __future__ import annotations
 
-import argparse
 import re
 import signal
 import statistics
@@ -45,7 +44,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import stack, workdir, write_json
+from bench.stack import bench_parser, stack, workdir, write_json
 from monitoring.mixin import config as mixin
 from tests.monitoring.alerting_stack import AlertingStack, alerting_stack, is_backend_down_email
 from tests.monitoring.support import (
@@ -233,11 +232,9 @@ def _s(value: float) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=60, help="per run, for the email")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
     args = parser.parse_args()
 
     runs: list[Run] = []

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
@@ -24,7 +23,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import stack, workdir, write_json, wrk
+from bench.stack import bench_parser, stack, workdir, write_json, wrk
 
 TEXT = "Fifty callers ask for exactly these words at the same moment."
 
@@ -43,10 +42,8 @@ def _rss_mb(pid: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--requests", type=int, default=100_000)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
     args = parser.parse_args()
 
     with workdir(args.keep) as root, stack(root) as running:

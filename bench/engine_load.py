@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
@@ -24,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import stack, workdir, write_json
+from bench.stack import bench_parser, stack, workdir, write_json
 
 
 def _engine_seconds(base: str) -> float:
@@ -59,11 +58,9 @@ def batch(base: str, jobs: int, tag: str) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--workers", type=int, default=2, help="EF_TTS_CONCURRENCY for step 1")
     parser.add_argument("--per-worker", type=int, default=4, help="jobs per worker")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
     args = parser.parse_args()
     jobs = args.workers * args.per_worker
     tag = str(int(time.time()))

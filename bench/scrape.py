@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.apps import CONFIGS, extra_route
 from bench.cache_hit import TEXT
 from bench.instrumentation import BODY, start_backend
-from bench.stack import otlp_sink, percentile, stack, workdir, write_json
+from bench.stack import bench_parser, otlp_sink, percentile, stack, workdir, write_json
 
 #: What Prometheus 2.42 (Debian's, the one monitoring/ is tested with) asks for.
 PROMETHEUS_ACCEPT = (
@@ -241,14 +241,12 @@ def serve(client: httpx.Client, url: str, script: Path, target: int, connections
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--routes", type=int, default=50, help="route templates with traffic")
     parser.add_argument("--scrapes", type=int, default=100)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--config", choices=[c for c in CONFIGS if c != "off"], default="metrics")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
     args = parser.parse_args()
 
     extra = synthetic_count(args.routes)

@@ -17,7 +17,6 @@ thread growth (the second half of the run never above the first half's peak, +2 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import itertools
 import random
@@ -31,7 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import stack, workdir, write_json
+from bench.stack import bench_parser, stack, workdir, write_json
 
 HITS = [f"Soak test phrase number {n} that stays in the cache." for n in range(8)]
 EXPECTED_DURING_RESTART = {503, 504}
@@ -168,13 +167,11 @@ def _drained(base: str, timeout: float) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds of load")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds of load before")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
     args = parser.parse_args()
 
     with workdir(args.keep) as root, stack(root) as running:

@@ -29,6 +29,7 @@ __all__ = [
     "REPO",
     "Server",
     "Stack",
+    "bench_parser",
     "burst_parser",
     "cpu_seconds",
     "otlp_sink",
@@ -152,15 +153,21 @@ def wrk(
     return float(rate.group(1))
 
 
-def burst_parser(doc: str, *, rounds: int = 4) -> argparse.ArgumentParser:
-    """The options of a benchmark made of wrk bursts in rounds (its docstring's first paragraph
-    as the description)."""
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark has (``--json``, ``--keep``), its docstring's first paragraph
+    as the description."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--keep", type=Path, help="keep logs and data here")
+    return parser
+
+
+def burst_parser(doc: str, *, rounds: int = 4) -> argparse.ArgumentParser:
+    """`bench_parser` for a benchmark made of wrk bursts in rounds."""
+    parser = bench_parser(doc)
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of wrk per burst")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
     return parser
 
 

@@ -14,7 +14,6 @@ at p50 and 1.20x at p95; time to first audio at most 0.35x.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import percentile, ratio_row, stack, workdir, write_json
+from bench.stack import bench_parser, percentile, ratio_row, stack, workdir, write_json
 
 SHORT = "The parcel number {n} arrived at the door this morning."
 # Every sentence carries the counter, so none of them is in the sentence cache either.
@@ -95,10 +94,8 @@ def run(engine_url: str, backend_url: str, iterations: int, offset: int) -> dict
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--iterations", type=int, default=30)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", type=Path, help="keep logs and data here")
     args = parser.parse_args()
 
     with workdir(args.keep) as root, stack(root) as running:
