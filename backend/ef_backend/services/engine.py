@@ -38,6 +38,10 @@ _CONNECT_BACKOFF_S = 0.2
 RETRY_AFTER_S = 5.0
 #: The voice id given to a stock server's only voice; sent to it as an empty speaker id.
 DEFAULT_VOICE_ID = "default"
+#: The read limit of the engine's small answers (health, voices, details): milliseconds of work
+#: for an engine that works. The synthesis limit (EF_TTS_TIMEOUT_S, minutes on a slow CPU) would
+#: hold every request of a backend started while its engine hangs, cache hits included.
+META_TIMEOUT_S = 10.0
 _DETAILS_MODEL = re.compile(r"<td>\s*model_name\s*</td>\s*<td>\s*([^<\s][^<]*?)\s*</td>", re.I)
 
 
@@ -124,6 +128,9 @@ class EngineClient:
         self._preferred = 0
         self.retries = retries
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        self._meta_timeout = httpx.Timeout(
+            min(timeout_s, META_TIMEOUT_S), connect=connect_timeout_s
+        )
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stock_default = False  # a stock server without voices: send an empty speaker id
@@ -282,7 +289,7 @@ class EngineClient:
 
     async def voices(self) -> list[EngineVoice]:
         """ef_tts's ``/api/voices``, a stock server's MaryTTS ``/voices``, or one default voice."""
-        response = await self._request("GET", "/api/voices")
+        response = await self._request("GET", "/api/voices", timeout=self._meta_timeout)
         if response.status_code == 200:
             body = response.json()
             items = body.get("data", body.get("voices")) if isinstance(body, dict) else body
@@ -307,7 +314,7 @@ class EngineClient:
         )
 
     async def _stock_voices(self) -> list[EngineVoice]:
-        response = await self._request("GET", "/voices")
+        response = await self._request("GET", "/voices", timeout=self._meta_timeout)
         voices: list[EngineVoice] = []
         if response.status_code == 200 and "html" not in response.headers.get("content-type", ""):
             for index, line in enumerate(response.text.splitlines()):
@@ -326,7 +333,7 @@ class EngineClient:
 
     async def info(self) -> EngineInfo:
         """``GET /health``; for a stock server (no /health) the model comes from /details."""
-        response = await self._request("GET", "/health")
+        response = await self._request("GET", "/health", timeout=self._meta_timeout)
         if response.status_code == 404:
             return await self._stock_info()
         try:
@@ -350,7 +357,7 @@ class EngineClient:
         )
 
     async def _stock_info(self) -> EngineInfo:
-        response = await self._request("GET", "/details")
+        response = await self._request("GET", "/details", timeout=self._meta_timeout)
         match = _DETAILS_MODEL.search(response.text) if response.status_code == 200 else None
         model = match.group(1) if match and match.group(1) != "None" else self._url_model()
         # A stock tts-server only answers once its model is loaded.

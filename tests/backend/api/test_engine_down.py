@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.backend.api.helpers import client_for, unique_text
@@ -105,3 +106,41 @@ def test_cache_hits_do_not_ask_a_down_engine_each_time(
         ready = client.get("/health/ready")
     assert ready.status_code == 503, ready.text  # the engine really was unreachable
     assert 1 <= dead_engine.accepted <= MAX_ENGINE_CONNECTIONS, dead_engine.accepted
+
+
+def test_backend_started_while_its_engine_hangs_answers_without_waiting_the_synthesis_limit(
+    backend_factory: BackendFactory, session_tmp: Path
+) -> None:
+    """A backend restarted while its engine accepts connections and never answers, with a
+    synthesis limit of an hour (EF_TTS_TIMEOUT_S, as a slow CPU may need): the first cache hit,
+    the voice list and readiness still answer, because the engine's small calls (health, voices)
+    have their own short limit before the backend falls back to ``engine.json``.
+
+    Fails when those calls wait the synthesis limit: the client gives up after 60 s."""
+    data = session_tmp / "engine-hangs-at-start"
+    body = {"text": unique_text("Served while the engine hangs"), "format": "wav"}
+    first = backend_factory(data)  # the shared Piper ef_tts: makes the audio and engine.json
+    with client_for(first) as client:
+        made = client.post("/api/v1/speech", json=body)
+        assert made.status_code == 200, made.text
+        voices = client.get("/api/v1/voices").json()
+    first.stop()
+
+    hanging = CountingEngine(hang=True)
+    try:
+        down = backend_factory(
+            data, ready_path="/health/live", EF_TTS_URL=hanging.url, EF_TTS_TIMEOUT_S="3600"
+        )
+        with httpx.Client(base_url=down.url, timeout=60) as client:
+            hit = client.post("/api/v1/speech", json=body)
+            assert hit.status_code == 200, hit.text
+            assert hit.headers["x-ef-cache"] == "hit"
+            assert hit.content == made.content
+            listed = client.get("/api/v1/voices")
+            assert listed.status_code == 200, listed.text
+            assert listed.json() == voices
+            ready = client.get("/health/ready")
+            assert ready.status_code == 503, ready.text
+        assert hanging.accepted >= 1  # the backend did ask the hanging engine
+    finally:
+        hanging.close()
