@@ -1,6 +1,6 @@
 """Coalescing and memory, on one real stack (the cost of a scrape is bench/scrape.py).
 
-1. Coalescing: 50 identical requests at once make exactly one synthesis (counted by ef_tts
+1. Coalescing: 50 identical requests at once make exactly one synthesis (counted
    by the backend's ``ef_tts_synthesis_duration_seconds_count``, one per sentence).
 2. Memory: the backend's resident memory idle (after start-up and one request of each kind)
    and after ``--requests`` more (``wrk``: cache hits, then /health/live); ef_tts's with Piper

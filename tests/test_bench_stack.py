@@ -41,17 +41,22 @@ def test_a_short_cache_hit_run_reports_every_route(tmp_path: Path) -> None:
     assert all(value[0] > 0 for value in ratios.values())
 
 
-def test_a_short_proxy_cache_hit_run_reports_its_ratio(tmp_path: Path) -> None:
+def test_a_short_proxy_cache_hit_run_reports_every_route(tmp_path: Path) -> None:
     """Real nginx (Debian's, ``make system-deps``) with the project's templates."""
     stdout, data = _run(["bench/proxy_cache_hit.py", "--rounds", "1", "--duration", "1"], tmp_path)
-    assert "| proxy/static |" in stdout and "| backend/static (context) |" in stdout
+    routes = ("speech", "openai", "job_audio")
+    for route in routes:
+        assert f"| {route}/static |" in stdout
+    assert "| backend/static (context) |" in stdout
     ratios = data["ratios"]
-    assert isinstance(ratios, dict) and set(ratios) == {"proxy/static", "backend/static"}
+    assert isinstance(ratios, dict)
+    assert set(ratios) == {f"{route}/static" for route in routes} | {"backend/static"}
     assert all(value[0] > 0 for value in ratios.values())
     cpu = data["cpu_us_per_request"]
-    assert isinstance(cpu, dict) and set(cpu) == {"proxy", "static", "backend"}
+    assert isinstance(cpu, dict) and len(cpu) == 2 * len(routes) + 1
     proxied = data["proxied_hits"]
-    assert isinstance(proxied, int) and proxied > 0
+    assert isinstance(proxied, dict) and set(proxied) == set(routes)
+    assert all(isinstance(count, int) and count > 0 for count in proxied.values())
 
 
 def test_a_short_soak_reports_its_verdicts(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ef_backend.api.docs import install_docs
 from ef_backend.api.frontend import FrontendFiles
 from ef_backend.api.guards import RequestGuards
+from ef_backend.api.openapi_responses import install_guard_docs
 from ef_backend.api.routes import admin, health, jobs, limits, openai, pages, speech, voices
 from ef_backend.core.config import Settings, get_settings
 from ef_backend.core.db import migrate
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (speech, jobs, voices, limits, openai, admin, health, pages):
         app.include_router(module.router)
     install_docs(app)
+    install_guard_docs(app)
     app.add_middleware(
         RequestGuards,
         allowed_hosts=settings.allowed_hosts,

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ef_backend.core.browser import host_allowed
+from ef_backend.core.errors import OPENAI_PREFIX, error_body, openai_error_body
 
 __all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "RequestGuards"]
 
@@ -37,8 +38,13 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-def _error(status: int, code: str, message: str) -> tuple[dict[str, object], bytes]:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+def _error(path: str, status: int, code: str, message: str) -> tuple[dict[str, object], bytes]:
+    """The API's error shape (OpenAI's under ``/v1/``, as its clients expect)."""
+    if path.startswith(OPENAI_PREFIX):
+        shape = openai_error_body(status, code, message)
+    else:
+        shape = error_body(code, message)
+    body = json.dumps(shape).encode()
     start: dict[str, object] = {
         "type": "http.response.start",
         "status": status,
@@ -68,12 +74,16 @@ class RequestGuards:
         host = headers.get(b"host", b"").decode("latin-1")
         if not host_allowed(host, self.allowed_hosts):
             await self._refuse(
-                send, 400, "invalid_host", "Host not allowed; add its name to EF_ALLOWED_HOSTS."
+                scope,
+                send,
+                400,
+                "invalid_host",
+                "Host not allowed; add its name to EF_ALLOWED_HOSTS.",
             )
             return
         length = headers.get(b"content-length", b"0")
         if not length.isdigit() or int(length) > self.max_body_bytes:
-            await self._refuse(send, 413, "http_413", self._too_large)
+            await self._refuse(scope, send, 413, "http_413", self._too_large)
             return
         await self.app(scope, self._limited(receive), send)
 
@@ -99,8 +109,8 @@ class RequestGuards:
 
         return limited
 
-    async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
-        start, body = _error(status, code, message)
+    async def _refuse(self, scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+        start, body = _error(scope["path"], status, code, message)
         await send(start)
         await send({"type": "http.response.body", "body": body})
 

@@ -1,14 +1,18 @@
 """OpenAPI descriptions of the responses routes share: audio bodies and the documented errors.
 
-Every route lists the 4xx/5xx it can answer through `errors(...)`, so the OpenAPI document says
-what can go wrong; a test walks ``/openapi.json`` and holds every operation to it.
+Every route lists the 4xx/5xx it can answer through `errors(...)`, and `document_guards` adds
+the two that `RequestGuards` gives before any route runs, so the OpenAPI document says what can
+go wrong; a test walks ``/openapi.json`` and holds every operation to it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+
 from ef_backend.api.schemas import ErrorResponse, OpenAIErrorResponse
+from ef_backend.core.errors import OPENAI_PREFIX
 from ef_backend.services.audio import MEDIA_TYPES
 
 _DESCRIPTIONS: dict[int, str] = {
@@ -62,14 +66,32 @@ _SSE_EVENT: dict[str, Any] = {
 }
 
 
-def audio_response(description: str, *, streamed: bool = False) -> dict[int | str, dict[str, Any]]:
-    """A 200 whose body is audio in one of the formats (binary, not JSON)."""
+def audio_response(
+    description: str, *, streamed: bool = False, ranges: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """A 200 whose body is audio in one of the formats (binary, not JSON).
+
+    ``ranges``: a GET answered from the cache file, where Starlette honours ``Range`` (browsers'
+    audio players ask for parts): 206 with the part, 416 outside the file."""
     binary = {"schema": {"type": "string", "format": "binary"}}
     content: dict[str, Any] = {media: binary for media in dict.fromkeys(MEDIA_TYPES.values())}
     if streamed:
         # OpenAPI before 3.2: the schema of an event stream describes each event.
         content["text/event-stream"] = {"schema": _SSE_EVENT}
+    partial: dict[int | str, dict[str, Any]] = {}
+    if ranges:
+        partial[206] = {
+            "description": "The part of the audio that a `Range` header asked for.",
+            "content": content,
+            "headers": {"Content-Range": _CONTENT_RANGE},
+        }
+        partial[416] = {
+            "description": "The `Range` lies outside the audio; Content-Range gives its size.",
+            "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
+            "headers": {"Content-Range": _CONTENT_RANGE},
+        }
     return {
+        **partial,
         200: {
             "description": description,
             "content": content,
@@ -83,8 +105,46 @@ def audio_response(description: str, *, streamed: bool = False) -> dict[int | st
                     "schema": {"type": "string"},
                 },
             },
-        }
+        },
     }
 
 
-__all__ = ["audio_response", "errors"]
+_CONTENT_RANGE = {"description": "`bytes <first>-<last>/<size>`", "schema": {"type": "string"}}
+
+#: What `RequestGuards` answers on any route, before the route runs.
+_GUARDS: dict[str, str] = {
+    "400": "Host not allowed: add its name to EF_ALLOWED_HOSTS.",
+    "413": "The request body exceeds EF_MAX_BODY_BYTES.",
+}
+
+
+def document_guards(spec: dict[str, Any]) -> dict[str, Any]:
+    """Add `RequestGuards`' 400 (a foreign Host) and 413 (a body over EF_MAX_BODY_BYTES) to
+    every operation of ``spec``, in the error shape of its path; returns ``spec``."""
+    for path, item in spec.get("paths", {}).items():
+        model = "OpenAIErrorResponse" if path.startswith(OPENAI_PREFIX) else "ErrorResponse"
+        json_error = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}
+        for operation in item.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            for code, description in _GUARDS.items():
+                if code in responses:
+                    responses[code]["description"] += f" Or: {description}"
+                else:
+                    responses[code] = {"description": description, "content": json_error}
+            operation["responses"] = dict(sorted(responses.items()))
+    return spec
+
+
+def install_guard_docs(app: FastAPI) -> None:
+    """Have ``app``'s OpenAPI document (built once, on first use) pass through `document_guards`."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_guards(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+__all__ = ["audio_response", "document_guards", "errors", "install_guard_docs"]

@@ -7,6 +7,7 @@ security headers, local Swagger UI assets, the frontend's own files only, the bo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 
@@ -39,6 +40,10 @@ def test_foreign_host_names_are_refused(guarded: Server) -> None:
                 "code": "invalid_host",
                 "message": "Host not allowed; add its name to EF_ALLOWED_HOSTS.",
             }
+        openai = client.get("/v1/models", headers={"Host": "attacker.example"})
+        assert openai.status_code == 400
+        assert openai.json()["error"]["code"] == "invalid_host"
+        assert openai.json()["error"]["type"] == "invalid_request_error"
         for host in ("echoforge.lan:8080", "localhost", "127.0.0.1:80", "[::1]:8000"):
             assert client.get("/health/live", headers={"Host": host}).status_code == 200, host
 
@@ -129,7 +134,7 @@ def test_request_body_limit(guarded: Server) -> None:
             f"Content Too Large: the request body exceeds {BODY_LIMIT} bytes (EF_MAX_BODY_BYTES)."
         )
 
-        def chunks() -> object:
+        def chunks() -> Iterator[bytes]:
             for start in range(0, len(big), 1024):
                 yield big[start : start + 1024]
 
@@ -138,3 +143,15 @@ def test_request_body_limit(guarded: Server) -> None:
         )
         assert chunked.status_code == 413
         assert error_of(chunked)["message"] == error_of(declared)["message"]
+        # The OpenAI routes answer in OpenAI's error shape, refused before or while reading.
+        for content in (big, chunks()):
+            openai = client.post(
+                "/v1/audio/speech", content=content, headers={"Content-Type": "application/json"}
+            )
+            assert openai.status_code == 413
+            assert openai.json()["error"] == {
+                "message": error_of(declared)["message"],
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "http_413",
+            }

@@ -87,6 +87,11 @@ def test_job_audio_is_sent_from_its_file_with_length_etag_and_ranges(
     assert part.status_code == 206
     assert part.headers["content-range"] == f"bytes 0-99/{size}"
     assert part.content == whole.content[:100]
+    outside = client.get(url, headers={"Range": f"bytes={size}-"})
+    assert outside.status_code == 416
+    assert outside.headers["content-range"] == f"bytes */{size}"
+    malformed = client.get(url, headers={"Range": "pages=1-2"})
+    assert malformed.status_code == 400 and malformed.text
     again = client.post("/api/v1/speech", json={"text": text, "format": "wav"})
     assert again.headers["x-ef-cache"] == "hit"
     assert again.headers["content-length"] == str(size) and again.content == whole.content

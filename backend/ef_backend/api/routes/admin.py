@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 
 # Rate limited first: refused requests cost a token too, so guessing is slow.
 router = APIRouter(
-    prefix="/api/admin", tags=["admin"], dependencies=[Depends(rate_limit), Depends(admin_only)]
+    prefix="/api/admin",
+    tags=["admin"],
+    dependencies=[Depends(rate_limit), Depends(admin_only)],
+    responses=errors(401, d401="Admin token missing or wrong (only when EF_ADMIN_TOKEN is set)."),
 )
 
 

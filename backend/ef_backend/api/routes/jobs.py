@@ -108,24 +108,30 @@ def get_job(job_id: JobId, jobs: JobsDep, caller: CallerDep) -> JobPublic:
     return public
 
 
+_AUDIO_RESPONSES = {
+    **audio_response("The audio, in the job's format.", ranges=True),
+    **errors(
+        400,
+        401,
+        404,
+        409,
+        422,
+        429,
+        507,
+        d400="A malformed `Range` header (Starlette answers it in plain text).",
+        d409="The job has not succeeded (yet); its status is named.",
+        d507="The job failed because its audio could not be stored (a full or read-only "
+        "cache); free space in EF_DATA_DIR, then submit the request again.",
+    ),
+}
+_AUDIO_RESPONSES[400]["content"] = {"text/plain": {"schema": {"type": "string"}}}
+
+
 @router.get(
     "/{job_id}/audio",
     response_class=Response,
     summary="Get the audio of a finished job",
-    responses={
-        **audio_response("The audio, in the job's format."),
-        **errors(
-            401,
-            404,
-            409,
-            422,
-            429,
-            507,
-            d409="The job has not succeeded (yet); its status is named.",
-            d507="The job failed because its audio could not be stored (a full or read-only "
-            "cache); free space in EF_DATA_DIR, then submit the request again.",
-        ),
-    },
+    responses=_AUDIO_RESPONSES,
 )
 async def get_job_audio(
     job_id: JobId, jobs: JobsDep, settings: SettingsDep, caller: CallerDep
