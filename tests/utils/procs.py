@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -75,6 +76,7 @@ class Server:
             try:
                 response = httpx.get(self.url + path, timeout=2.0)
                 if response.status_code == status:
+                    self._check_own_port()
                     return self
                 last = f"{response.status_code} {response.text[:200]}"
             except httpx.HTTPError as exc:
@@ -82,6 +84,26 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(
             f"{self.name} not ready at {path} after {timeout}s ({last}):\n{self.log()}"
+        )
+
+    def _check_own_port(self) -> None:
+        """Fail if the answer came from a process outside this server's tree: the port
+        `free_port` picked was taken meanwhile by another test run on this machine, and the
+        test would go on talking to that one (seen: jobs made on a foreign backend)."""
+        if self.proc is None:
+            return
+        try:
+            root = psutil.Process(self.proc.pid)
+            tree = [root, *root.children(recursive=True)]
+            for proc in tree:
+                for conn in proc.net_connections(kind="inet"):
+                    if conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port:
+                        return
+        except psutil.Error:
+            return  # cannot tell: trust the answer
+        raise RuntimeError(
+            f"{self.name}: port {self.port} answers, but not from this server (pid "
+            f"{self.proc.pid}); another process took the port:\n{self.log()}"
         )
 
     def log(self) -> str:
