@@ -2,7 +2,9 @@
 
 The same command as the bounded test (tests/utils/fuzz.py: no 5xx, every status code, body,
 content type and header as documented, every operation including the admin API), with
-``--max-examples`` cases per operation instead of 5. Pass or fail, with schemathesis' summary.
+``--max-examples`` cases per operation instead of 5, and schemathesis' stateful phase: sequences
+along the links it infers (a job made, then read, fetched and cancelled by its id). Pass or
+fail, with schemathesis' summary.
 
     .venv/bin/python bench/fuzz.py                          # what `make bench` runs
     .venv/bin/python bench/fuzz.py --max-examples 500 --seed 7
@@ -18,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.stack import stack, workdir
-from tests.utils.fuzz import run_schemathesis
+from tests.utils.fuzz import PHASES, run_schemathesis
 
 
 def main() -> int:
@@ -37,6 +39,7 @@ def main() -> int:
             report_dir=root / "schemathesis",
             seed=args.seed,
             timeout=3 * 3600,
+            phases=(*PHASES, "stateful"),
         )
         elapsed = time.monotonic() - started
     summary = result.stdout.split("SUMMARY", 1)[-1]
