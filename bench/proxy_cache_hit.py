@@ -112,11 +112,14 @@ def prime(proxy: str, openai_format: str) -> dict[str, Hit]:
     for hit in (speech, openai):
         hit.send(proxy).raise_for_status()  # the synthesis
     job_body = {"text": JOB_TEXT, "format": "wav"}
-    job = httpx.post(f"{proxy}/api/v1/jobs", json=job_body, timeout=30).json()
-    deadline = time.monotonic() + 120
-    while httpx.get(f"{proxy}/api/v1/jobs/{job['id']}", timeout=30).json()["status"] != "succeeded":
-        if time.monotonic() > deadline:
-            raise RuntimeError("the job did not finish")
+    made = httpx.post(f"{proxy}/api/v1/jobs", json=job_body, timeout=30)
+    made.raise_for_status()
+    job, deadline = made.json(), time.monotonic() + 120
+    while (
+        status := httpx.get(f"{proxy}/api/v1/jobs/{job['id']}", timeout=30).json()["status"]
+    ) != "succeeded":
+        if status in ("failed", "cancelled") or time.monotonic() > deadline:
+            raise RuntimeError(f"the job did not succeed: {status}")
         time.sleep(0.1)
     return {"speech": speech, "openai": openai, "job_audio": Hit(f"/api/v1/jobs/{job['id']}/audio")}
 

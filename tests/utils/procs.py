@@ -95,12 +95,17 @@ class Server:
         try:
             root = psutil.Process(self.proc.pid)
             tree = [root, *root.children(recursive=True)]
-            for proc in tree:
-                for conn in proc.net_connections(kind="inet"):
-                    if conn.status == psutil.CONN_LISTEN and conn.laddr.port == self.port:
-                        return
         except psutil.Error:
             return  # cannot tell: trust the answer
+        for proc in tree:
+            try:
+                conns = proc.net_connections(kind="inet")
+            except psutil.NoSuchProcess:
+                continue  # a child that has just exited
+            except psutil.Error:
+                return  # cannot tell: trust the answer
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in conns):
+                return
         raise RuntimeError(
             f"{self.name}: port {self.port} answers, but not from this server (pid "
             f"{self.proc.pid}); another process took the port:\n{self.log()}"

@@ -80,9 +80,10 @@ def audio_response(
         content["text/event-stream"] = {"schema": _SSE_EVENT}
     partial: dict[int | str, dict[str, Any]] = {}
     if ranges:
+        parts = {"multipart/byteranges": binary}  # several ranges in one request
         partial[206] = {
             "description": "The part of the audio that a `Range` header asked for.",
-            "content": content,
+            "content": {**content, **parts},
             "headers": {"Content-Range": _CONTENT_RANGE},
         }
         partial[416] = {
@@ -111,6 +112,7 @@ def audio_response(
 
 _CONTENT_RANGE = {"description": "`bytes <first>-<last>/<size>`", "schema": {"type": "string"}}
 
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 #: What `RequestGuards` answers on any route, before the route runs.
 _GUARDS: dict[str, str] = {
     "400": "Host not allowed: add its name to EF_ALLOWED_HOSTS.",
@@ -124,7 +126,9 @@ def document_guards(spec: dict[str, Any]) -> dict[str, Any]:
     for path, item in spec.get("paths", {}).items():
         model = "OpenAIErrorResponse" if path.startswith(OPENAI_PREFIX) else "ErrorResponse"
         json_error = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}
-        for operation in item.values():
+        for method, operation in item.items():
+            if method not in _METHODS:  # path-level parameters, summary, servers
+                continue
             responses: dict[str, Any] = operation.setdefault("responses", {})
             for code, description in _GUARDS.items():
                 if code in responses:

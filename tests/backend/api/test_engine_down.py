@@ -116,7 +116,9 @@ def test_backend_started_while_its_engine_hangs_answers_without_waiting_the_synt
     the voice list and readiness still answer, because the engine's small calls (health, voices)
     have their own short limit before the backend falls back to ``engine.json``.
 
-    Fails when those calls wait the synthesis limit: the client gives up after 60 s."""
+    Fails when those calls wait the synthesis limit: the client gives up after 30 s a request
+    (the small calls' limit is 10 s plus the connect timeout; readiness may wait for the probe
+    under way, then probe once itself)."""
     data = session_tmp / "engine-hangs-at-start"
     body = {"text": unique_text("Served while the engine hangs"), "format": "wav"}
     first = backend_factory(data)  # the shared Piper ef_tts: makes the audio and engine.json
@@ -131,7 +133,7 @@ def test_backend_started_while_its_engine_hangs_answers_without_waiting_the_synt
         down = backend_factory(
             data, ready_path="/health/live", EF_TTS_URL=hanging.url, EF_TTS_TIMEOUT_S="3600"
         )
-        with httpx.Client(base_url=down.url, timeout=60) as client:
+        with httpx.Client(base_url=down.url, timeout=30) as client:
             hit = client.post("/api/v1/speech", json=body)
             assert hit.status_code == 200, hit.text
             assert hit.headers["x-ef-cache"] == "hit"

@@ -92,6 +92,7 @@ def test_job_audio_is_sent_from_its_file_with_length_etag_and_ranges(
     assert outside.headers["content-range"] == f"bytes */{size}"
     malformed = client.get(url, headers={"Range": "pages=1-2"})
     assert malformed.status_code == 400 and malformed.text
+    assert malformed.headers["content-type"].startswith("text/plain")  # as documented
     again = client.post("/api/v1/speech", json={"text": text, "format": "wav"})
     assert again.headers["x-ef-cache"] == "hit"
     assert again.headers["content-length"] == str(size) and again.content == whole.content

@@ -102,6 +102,11 @@ def test_every_operation_documents_its_errors(spec: dict[str, object]) -> None:
                 problems.append(f"{where}: {code} has no description")
             if "HTTPValidationError" in refs:
                 problems.append(f"{where}: {code} documents FastAPI's default body, not ours")
+            json_schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+            openai_shape = json_schema.get("$ref") == "#/components/schemas/OpenAIErrorResponse"
+            if json_schema and openai_shape != path.startswith("/v1/"):
+                shape = "OpenAI's" if openai_shape else "the native"
+                problems.append(f"{where}: {code} documents {shape} error shape")
     assert not problems, "\n".join(problems)
 
 
