@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -32,6 +31,7 @@ from bench.stack import (
     write_json,
     wrk,
 )
+from tests.backend.api.helpers import wait_job
 
 TARGET = 0.5
 #: About 2.9 s of speech, a WAV of 139 kB (the issue measured with one of 95 kB).
@@ -55,11 +55,7 @@ def prime(base: str) -> dict[str, tuple[str, dict[str, object] | None]]:
             if again.headers.get("x-ef-cache") not in (None, "hit"):
                 raise RuntimeError(f"{path} is not a cache hit the second time")
         job = client.post("/api/v1/jobs", json={**speech, "format": "flac"}).json()
-        deadline = time.monotonic() + 120
-        while client.get(f"/api/v1/jobs/{job['id']}").json()["status"] != "succeeded":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the job did not finish")
-            time.sleep(0.1)
+        wait_job(client, job["id"])
         client.get(f"/api/v1/jobs/{job['id']}/audio").raise_for_status()
     return {
         "health": ("/health/live", None),

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,7 @@ from bench.stack import (
     write_json,
     wrk,
 )
+from tests.backend.api.helpers import wait_job
 from tests.proxy.nginx import start_proxy
 from tests.utils.procs import free_port
 
@@ -112,15 +112,9 @@ def prime(proxy: str, openai_format: str) -> dict[str, Hit]:
     for hit in (speech, openai):
         hit.send(proxy).raise_for_status()  # the synthesis
     job_body = {"text": JOB_TEXT, "format": "wav"}
-    made = httpx.post(f"{proxy}/api/v1/jobs", json=job_body, timeout=30)
-    made.raise_for_status()
-    job, deadline = made.json(), time.monotonic() + 120
-    while (
-        status := httpx.get(f"{proxy}/api/v1/jobs/{job['id']}", timeout=30).json()["status"]
-    ) != "succeeded":
-        if status in ("failed", "cancelled") or time.monotonic() > deadline:
-            raise RuntimeError(f"the job did not succeed: {status}")
-        time.sleep(0.1)
+    with httpx.Client(base_url=proxy, timeout=30) as client:
+        job = client.post("/api/v1/jobs", json=job_body).raise_for_status().json()
+        wait_job(client, job["id"])
     return {"speech": speech, "openai": openai, "job_audio": Hit(f"/api/v1/jobs/{job['id']}/audio")}
 
 

@@ -45,6 +45,7 @@ from bench.apps import CONFIGS, extra_route
 from bench.cache_hit import TEXT
 from bench.instrumentation import BODY, start_backend
 from bench.stack import bench_parser, otlp_sink, percentile, stack, workdir, write_json
+from tests.backend.api.helpers import wait_job
 
 #: What Prometheus 2.42 (Debian's, the one monitoring/ is tested with) asks for.
 PROMETHEUS_ACCEPT = (
@@ -221,11 +222,7 @@ def prepare(client: httpx.Client) -> str:
     for _ in range(2):
         client.post("/v1/audio/speech", json=OPENAI_BODY).raise_for_status()
     job_id = str(client.post("/api/v1/jobs", json=BODY).raise_for_status().json()["id"])
-    deadline = time.monotonic() + 120
-    while client.get(f"/api/v1/jobs/{job_id}").json()["status"] != "succeeded":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"job {job_id} did not succeed")
-        time.sleep(0.2)
+    wait_job(client, job_id)
     return job_id
 
 
